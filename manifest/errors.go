@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"encoding/json"
 	"sort"
 	"strings"
 )
@@ -29,6 +30,28 @@ func (e *Error) Error() string {
 	b.WriteString(": ")
 	b.WriteString(e.Message)
 	return b.String()
+}
+
+// MarshalJSON renders the error with its position and object spelled out, the form `shoal
+// validate -o json` and `shoal plan -o json` print:
+// {"file","line","object":{"kind","namespace","name"},"field","message"}.
+func (e *Error) MarshalJSON() ([]byte, error) {
+	type object struct {
+		Kind      string `json:"kind"`
+		Namespace string `json:"namespace,omitempty"`
+		Name      string `json:"name"`
+	}
+	out := struct {
+		File    string  `json:"file"`
+		Line    int     `json:"line,omitempty"`
+		Object  *object `json:"object,omitempty"`
+		Field   string  `json:"field,omitempty"`
+		Message string  `json:"message"`
+	}{File: e.Source.File, Line: e.Source.Line, Field: e.Field, Message: e.Message}
+	if !e.Object.IsZero() {
+		out.Object = &object{Kind: e.Object.Kind, Namespace: e.Object.Namespace, Name: e.Object.Name}
+	}
+	return json.Marshal(out)
 }
 
 // ErrorList is every problem found in one pass. A nil or empty list means no problem.
