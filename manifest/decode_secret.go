@@ -1,0 +1,67 @@
+package manifest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Secrets are SOPS-encrypted in Git. Their values are never decoded here: the typed object gets
+// the keys with empty values, SecretInfo gets the keys and a digest of each ciphertext, and no
+// message ever quotes a value.
+
+// secretData reads a Secret's data or stringData: the keys, and a digest of each ciphertext.
+// Values never reach the JSON, the typed object, or a message: the typed object gets each key
+// with an empty value.
+func (d *decoder) secretData(n *yaml.Node) {
+	if n.Kind != yaml.MappingNode {
+		d.typeError(n, "a mapping")
+		return
+	}
+	field := string(d.path)
+	if !d.sops && len(n.Content) > 0 {
+		d.errs = append(d.errs, &Error{Source: Source{File: d.name, Line: d.lines[field]}, Object: d.key, Field: field,
+			Message: fmt.Sprintf("%s holds plaintext values: encrypt it with sops using age recipients (data and stringData values must be ENC[...])", secretName(d.key))})
+	}
+	d.mapping(n, true, func(k, v *yaml.Node) {
+		mark := d.pushKey(k.Value)
+		d.record(k)
+		d.js = appendJSONString(d.js, k.Value)
+		d.js = append(d.js, ":null"...)
+		if d.sops {
+			v = d.deref(v)
+			if v == nil || v.Kind != yaml.ScalarNode || v.Tag != "!!str" || !isCiphertext(v.Value) {
+				d.errorAt(k, string(d.path), fmt.Sprintf("the value of key %q is not encrypted: every data and stringData value of a sops-encrypted Secret must be ENC[...]", k.Value))
+			} else if _, dup := d.secret.Digests[k.Value]; !dup || field == "stringData" {
+				// stringData wins over data for the same key, as in Kubernetes.
+				sum := sha256.Sum256([]byte(v.Value))
+				d.secret.Digests[k.Value] = hex.EncodeToString(sum[:])
+			}
+		}
+		d.secret.Keys = append(d.secret.Keys, k.Value)
+		d.path = d.path[:mark]
+	})
+}
+
+// isCiphertext reports whether v looks like a SOPS-encrypted value: ENC[AES256_GCM,data:...].
+func isCiphertext(v string) bool {
+	return strings.HasPrefix(v, "ENC[") && strings.HasSuffix(v, "]") && strings.Contains(v, "data:")
+}
+
+func secretName(k Key) string {
+	if k.IsZero() {
+		return "this Secret"
+	}
+	return k.String()
+}
+
+// sortedUnique returns keys sorted and without repeats.
+func sortedUnique(keys []string) []string {
+	sort.Strings(keys)
+	return slices.Compact(keys)
+}
