@@ -43,7 +43,7 @@ runplan HEAD~1 HEAD
 echo "A cluster would refuse this commit as a whole and keep running the last good one."
 
 step "Roll back with git revert"
-git -c user.name=demo -c user.email=demo@shoal.dev revert -q --no-edit HEAD HEAD~1
+git -c user.name=demo -c user.email=demo@shoal.dev revert --no-edit HEAD HEAD~1 >/dev/null
 echo "reverted the last two commits"
 runplan HEAD~3 HEAD
 echo "And against the first deploy there is nothing left to change:"

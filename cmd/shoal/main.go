@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	// CronJob time zones are checked against an embedded zone database so that every node, and
+	// `shoal validate` on a laptop, gives the same verdict whatever the machine has installed.
+	_ "time/tzdata"
 
 	"github.com/spf13/cobra"
 )
