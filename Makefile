@@ -8,12 +8,18 @@ LDFLAGS   := -X main.version=$(VERSION)
 # The race detector is part of the test suite: every package must be clean under it.
 TESTFLAGS ?= -race -count=1
 
-.PHONY: all build test lint bench demo clean docs
+.PHONY: all build images test lint bench demo clean docs
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/shoal
+
+# The demo and example images (tiny Go programs in examples/images) as OCI tarballs in dist/images,
+# ready for import into containerd. Tests build the same images in-process and serve them from a
+# registry on 127.0.0.1, so they do not need this step.
+images:
+	$(GO) run ./examples/images/build -o dist/images
 
 # The whole test suite. Tests that need root, containerd or network namespaces run for real when
 # the machine has them (CI does: see .ci/run) and say clearly why they skip when it does not.

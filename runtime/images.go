@@ -1,0 +1,120 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// normaliseRef turns a Kubernetes image reference into containerd's full
+// form: "nginx" becomes "docker.io/library/nginx:latest".
+func normaliseRef(ref string) (string, error) {
+	named, err := reference.ParseDockerRef(ref)
+	if err != nil {
+		return "", fmt.Errorf("%w: %q: %w", ErrInvalidImageName, ref, err)
+	}
+	return named.String(), nil
+}
+
+// EnsureImage implements Runtime.
+func (c *Containerd) EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy) (string, error) {
+	ctx = c.ctx(ctx)
+	full, err := normaliseRef(ref)
+	if err != nil {
+		return "", err
+	}
+	if policy != corev1.PullAlways {
+		img, err := c.client.GetImage(ctx, full)
+		switch {
+		case err == nil:
+			// Present, but a pull interrupted before unpacking leaves an
+			// image without a snapshot: finish it rather than fail later.
+			if ok, uerr := img.IsUnpacked(ctx, c.cfg.Snapshotter); uerr == nil && ok {
+				return full, nil
+			}
+			if err := img.Unpack(ctx, c.cfg.Snapshotter); err != nil {
+				return "", fmt.Errorf("%w: unpack %s: %w", ErrImagePull, full, err)
+			}
+			return full, nil
+		case !errdefs.IsNotFound(err):
+			return "", fmt.Errorf("%w: look up %s: %w", ErrImagePull, full, err)
+		case policy == corev1.PullNever:
+			return "", fmt.Errorf("%w: image %s is not present and imagePullPolicy is Never", ErrImageNeverPull, full)
+		}
+	}
+	c.log.Info("pulling image", "image", full)
+	_, err = c.client.Pull(ctx, full,
+		containerd.WithPullUnpack,
+		containerd.WithPullSnapshotter(c.cfg.Snapshotter),
+		containerd.WithResolver(docker.NewResolver(docker.ResolverOptions{Hosts: c.registryHosts()})),
+	)
+	if err != nil {
+		return "", fmt.Errorf("%w: pull %s: %w", ErrImagePull, full, err)
+	}
+	return full, nil
+}
+
+// registryHosts reaches localhost and the configured insecure registries
+// over plain HTTP and everything else over HTTPS.
+func (c *Containerd) registryHosts() docker.RegistryHosts {
+	insecure := map[string]bool{}
+	for _, h := range c.cfg.InsecureRegistries {
+		insecure[h] = true
+	}
+	return docker.ConfigureDefaultRegistries(docker.WithPlainHTTP(func(host string) (bool, error) {
+		if insecure[host] {
+			return true, nil
+		}
+		if h, _, err := net.SplitHostPort(host); err == nil && insecure[h] {
+			return true, nil
+		}
+		return isLoopbackHost(host), nil
+	}))
+}
+
+func isLoopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ImportImages loads the images of an OCI layout or `docker save` tarball
+// (as written by `go run ./examples/images/build`) into the node's
+// namespace and unpacks them, for machines that cannot reach a registry.
+// It returns the image names, which pods then use with imagePullPolicy
+// Never or IfNotPresent.
+func (c *Containerd) ImportImages(ctx context.Context, r io.Reader) ([]string, error) {
+	ctx = c.ctx(ctx)
+	ctx, done, err := c.client.WithLease(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done(context.WithoutCancel(ctx))
+	imgs, err := c.client.Import(ctx, r)
+	if err != nil {
+		return nil, fmt.Errorf("import images: %w", err)
+	}
+	var names []string
+	for _, im := range imgs {
+		img := containerd.NewImage(c.client, im)
+		if err := img.Unpack(ctx, c.cfg.Snapshotter); err != nil {
+			return names, fmt.Errorf("import images: unpack %s: %w", im.Name, err)
+		}
+		names = append(names, im.Name)
+	}
+	return names, nil
+}
