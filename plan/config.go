@@ -274,7 +274,7 @@ func namespaceConsequences(pl *planner, c manifest.Change) []string {
 	for _, o := range pl.base.Objects() {
 		if o.Key.Namespace == c.Key.Name {
 			held = append(held, o.Key)
-			if annotation(o, AnnotationPrune) == PruneDisabled {
+			if annotation(o, manifest.AnnotationPrune) == manifest.PruneDisabled {
 				kept++
 			}
 		}

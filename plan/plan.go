@@ -7,18 +7,6 @@ import (
 	"github.com/shoal-dev/shoal/manifest"
 )
 
-// The annotations shoal reads from objects. They are part of the manifest format; the plan
-// predicts what the reconciler does with them.
-const (
-	// AnnotationPrune set to PruneDisabled on an object means: when the object is removed from
-	// Git, leave it running and stop managing it.
-	AnnotationPrune = "shoal.dev/prune"
-	PruneDisabled   = "disabled"
-	// AnnotationRolloutOnConfigChange set to "false" on a workload means: do not roll it when a
-	// ConfigMap or Secret it uses changes.
-	AnnotationRolloutOnConfigChange = "shoal.dev/rollout-on-config-change"
-)
-
 // Plan is what deploying head does relative to base.
 type Plan struct {
 	// Changes are the objects that differ, in Key order.
@@ -159,7 +147,7 @@ func rulesFor(kind string) consequenceFunc {
 }
 
 func (pl *planner) consequences(c manifest.Change) []string {
-	if c.Op == manifest.Removed && annotation(c.Base, AnnotationPrune) == PruneDisabled {
+	if c.Op == manifest.Removed && annotation(c.Base, manifest.AnnotationPrune) == manifest.PruneDisabled {
 		if ns := pl.namespaceRemoved(c.Key.Namespace); ns != nil {
 			return []string{"deleted with " + ns.Key.String() + ", despite prune disabled"}
 		}
@@ -192,7 +180,7 @@ func (pl *planner) namespaceRemoved(ns string) *manifest.Object {
 	}
 	k := manifest.Key{Kind: "Namespace", Name: ns}
 	o := pl.base.Get(k)
-	if o == nil || pl.head.Get(k) != nil || annotation(o, AnnotationPrune) == PruneDisabled {
+	if o == nil || pl.head.Get(k) != nil || annotation(o, manifest.AnnotationPrune) == manifest.PruneDisabled {
 		return nil
 	}
 	return o
@@ -211,7 +199,7 @@ func genericConsequences(_ *planner, c manifest.Change) []string {
 // annotationConsequences explains changes to shoal's own annotations.
 func annotationConsequences(c manifest.Change) []string {
 	var out []string
-	was, is := annotation(c.Base, AnnotationPrune) == PruneDisabled, annotation(c.Head, AnnotationPrune) == PruneDisabled
+	was, is := annotation(c.Base, manifest.AnnotationPrune) == manifest.PruneDisabled, annotation(c.Head, manifest.AnnotationPrune) == manifest.PruneDisabled
 	switch {
 	case !was && is:
 		out = append(out, "prune disabled: if it is removed from Git, shoal leaves it running")
@@ -236,7 +224,7 @@ func annotation(o *manifest.Object, name string) string {
 }
 
 func optedOut(o *manifest.Object) bool {
-	return annotation(o, AnnotationRolloutOnConfigChange) == "false"
+	return annotation(o, manifest.AnnotationRolloutOnConfigChange) == "false"
 }
 
 // errorf records a change Kubernetes forbids as an error of the plan, at the field in head.
