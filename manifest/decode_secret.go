@@ -35,7 +35,8 @@ func (d *decoder) secretData(n *yaml.Node) {
 		d.js = append(d.js, ":null"...)
 		if d.sops {
 			v = d.deref(v)
-			if v == nil || v.Kind != yaml.ScalarNode || v.Tag != "!!str" || !isCiphertext(v.Value) {
+			// sops leaves an empty value empty (there is nothing to hide), so "" is accepted.
+			if v == nil || v.Kind != yaml.ScalarNode || v.Tag != "!!str" || !(isCiphertext(v.Value) || v.Value == "") {
 				d.errorAt(k, string(d.path), fmt.Sprintf("the value of key %q is not encrypted: every data and stringData value of a sops-encrypted Secret must be ENC[...]", k.Value))
 			} else if _, dup := d.secret.Digests[k.Value]; !dup || field == "stringData" {
 				// stringData wins over data for the same key, as in Kubernetes.

@@ -57,6 +57,7 @@ Kubernetes-style YAML. There is no API server: the only way to change the cluste
 	root.AddCommand(
 		newValidateCommand(),
 		newPlanCommand(),
+		newSecretCommand(),
 		newVersionCommand(),
 	)
 	return root
