@@ -30,9 +30,10 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Benchmarks behind the figures in docs/benchmarks.md (see that file for what each measures).
+# Benchmarks behind the figures in docs/benchmarks.md (see that file for what each measures; the
+# runtime and svcproxy benchmarks need root and take seconds per iteration).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./manifest ./gitsource
+	$(GO) test -run '^$$' -bench . -benchmem ./manifest ./gitsource ./scheduler ./state ./svcproxy/...
 
 # Regenerate the generated reference docs (checked by a test, so they cannot drift).
 docs:
