@@ -187,6 +187,8 @@ func TestOtherWorkloadConsequences(t *testing.T) {
 		{name: "job added", head: files(jobMigrate), key: migrate, want: []string{"start: 5 completions, 2 at a time"}},
 		{name: "job changed", base: files(jobMigrate), head: files(edit(jobMigrate, "shop/migrate:1", "shop/migrate:2")), key: migrate,
 			want: []string{"a new run starts: 5 completions, 2 at a time; the previous run and its pods are deleted"}},
+		{name: "job labels only", base: files(jobMigrate), head: files(edit(jobMigrate, "namespace: shop}", "namespace: shop, labels: {team: data}}")), key: migrate,
+			want: []string{"labels/annotations only: nothing restarts"}},
 		{name: "job removed", base: files(jobMigrate), key: migrate, want: []string{"delete the Job and its pods"}},
 		{name: "cronjob added", head: files(cronSettle), key: settle, want: []string{"runs on schedule 0 * * * *"}},
 		{name: "cronjob schedule", base: files(cronSettle), head: files(edit(cronSettle, `"0 * * * *"`, `"*/5 * * * *"`)), key: settle,
