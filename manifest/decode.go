@@ -54,6 +54,11 @@ type docChunk struct {
 // decoder decodes documents. It is not safe for concurrent use; Load gives each worker its own,
 // so the JSON and path buffers are reused across files.
 type decoder struct {
+	// plaintextAllowed reports whether a file may hold plaintext Secrets (the repository's
+	// ConfigFile opts in by path); nil allows none.
+	plaintextAllowed func(file string) bool
+	plaintextFile    bool // the current file may
+
 	js   []byte // the document as JSON, for the strict typed decode
 	path []byte // the field path being walked
 	// paths interns field paths: documents of one repository repeat the same paths, so the
@@ -87,6 +92,7 @@ type unsupportedField struct {
 var utf8BOM = []byte("\xef\xbb\xbf")
 
 func (d *decoder) file(name string, data []byte) ([]*Object, ErrorList) {
+	d.plaintextFile = d.plaintextAllowed != nil && d.plaintextAllowed(name)
 	data = bytes.TrimPrefix(data, utf8BOM)
 	if !strings.HasSuffix(strings.ToLower(name), ".json") {
 		return d.yamlFile(name, data)
@@ -257,7 +263,8 @@ func yamlErrorLine(err error) (int, string) {
 // document decodes one parsed document into an Object. It returns nil for an empty document
 // and for one whose kind or identity is unknown; errors say why.
 func (d *decoder) document(name string, offset int, doc *yaml.Node) (*Object, ErrorList) {
-	*d = decoder{js: d.js[:0], path: d.path[:0], paths: d.paths, name: name, offset: offset, budget: maxNodesPerDocument}
+	*d = decoder{js: d.js[:0], path: d.path[:0], paths: d.paths, plaintextAllowed: d.plaintextAllowed, plaintextFile: d.plaintextFile,
+		name: name, offset: offset, budget: maxNodesPerDocument}
 	if d.paths == nil {
 		d.paths = make(map[string]string, 256)
 	}
@@ -299,7 +306,7 @@ func (d *decoder) document(name string, offset int, doc *yaml.Node) (*Object, Er
 				d.errorAt(lookupKey(pairs, "sops"), "sops", "cannot read the sops metadata")
 			}
 		} else {
-			d.secret = &SecretInfo{}
+			d.secret = &SecretInfo{Digests: map[string]string{}}
 		}
 	}
 	d.walk(root, info.schema)

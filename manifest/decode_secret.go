@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -24,9 +25,9 @@ func (d *decoder) secretData(n *yaml.Node) {
 		return
 	}
 	field := string(d.path)
-	if !d.sops && len(n.Content) > 0 {
+	if !d.sops && !d.plaintextFile && len(n.Content) > 0 {
 		d.errs = append(d.errs, &Error{Source: Source{File: d.name, Line: d.lines[field]}, Object: d.key, Field: field,
-			Message: fmt.Sprintf("%s holds plaintext values: encrypt it with sops using age recipients (data and stringData values must be ENC[...])", secretName(d.key))})
+			Message: fmt.Sprintf("%s holds plaintext values: encrypt it with sops using age recipients (data and stringData values must be ENC[...]), or, for a local development cluster only, allow plaintext Secrets under this path in %s", secretName(d.key), ConfigFile)})
 	}
 	d.mapping(n, true, func(k, v *yaml.Node) {
 		mark := d.pushKey(k.Value)
@@ -42,6 +43,22 @@ func (d *decoder) secretData(n *yaml.Node) {
 				// stringData wins over data for the same key, as in Kubernetes.
 				sum := sha256.Sum256([]byte(v.Value))
 				d.secret.Digests[k.Value] = hex.EncodeToString(sum[:])
+			}
+		} else if d.plaintextFile {
+			// An allowed plaintext Secret: the digest of the value as written notices a change;
+			// the value itself goes no further than for an encrypted one.
+			if v = d.deref(v); v != nil && v.Kind == yaml.ScalarNode {
+				if field == "data" {
+					if _, err := base64.StdEncoding.DecodeString(v.Value); err != nil {
+						d.errorAt(k, string(d.path), fmt.Sprintf("the value of key %q is not base64: data values are base64-encoded (use stringData for text)", k.Value))
+					}
+				}
+				if _, dup := d.secret.Digests[k.Value]; !dup || field == "stringData" {
+					sum := sha256.Sum256([]byte(v.Value))
+					d.secret.Digests[k.Value] = hex.EncodeToString(sum[:])
+				}
+			} else {
+				d.errorAt(k, string(d.path), fmt.Sprintf("the value of key %q must be a string", k.Value))
 			}
 		}
 		d.secret.Keys = append(d.secret.Keys, k.Value)

@@ -25,10 +25,17 @@ const IgnoreFile = ".shoalignore"
 // The Set is returned even when there are errors, holding every object that decoded, so a
 // caller can show as much as possible; a repository with errors must not be applied.
 //
+// A ConfigFile at dir's root may allow plaintext Secrets under some paths (for local
+// development); everywhere else a Secret must be sops-encrypted.
+//
 // Files are read from several goroutines at once: fsys must be safe for concurrent use, as
 // os.DirFS and fstest.MapFS are.
 func Load(fsys fs.FS, dir string) (*Set, ErrorList) {
 	files, errs := listManifests(fsys, dir)
+	plaintextAllowed, cerr := readRepoConfig(fsys, dir)
+	if cerr != nil {
+		errs = append(errs, cerr)
+	}
 	results := make([]fileResult, len(files))
 	workers := min(runtime.GOMAXPROCS(0), len(files))
 	var next atomic.Int64
@@ -37,7 +44,7 @@ func Load(fsys fs.FS, dir string) (*Set, ErrorList) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var d decoder
+			d := decoder{plaintextAllowed: plaintextAllowed}
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= len(files) {
