@@ -51,6 +51,11 @@ type Config struct {
 	// plain HTTP. localhost and 127.0.0.1 are always plain HTTP.
 	InsecureRegistries []string
 
+	// Values resolves the ConfigMaps and Secrets pods use (env valueFrom,
+	// envFrom, configMap and secret volumes). Nil makes such pods fail:
+	// volumes at RunPod, env with CreateContainerConfigError.
+	Values ValueResolver
+
 	// Logger receives one line per event; nil means slog.Default().
 	Logger *slog.Logger
 }

@@ -36,6 +36,9 @@ type Containerd struct {
 	net    *cniNet
 	log    *slog.Logger
 	dns    DNSConfig
+	// swapAccounting: the host can stop a container from swapping
+	// beyond its memory limit.
+	swapAccounting bool
 
 	// gcMu keeps GC from seeing a pod half-created: RunPod holds it
 	// shared, GC exclusively.
@@ -55,7 +58,7 @@ func NewContainerd(ctx context.Context, cfg Config) (*Containerd, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	for _, d := range []string{"pods", "netns", "cni/cache", "cni/networks"} {
+	for _, d := range []string{"pods", "netns", "cni/cache", "cni/networks", "fifo"} {
 		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("runtime data dir: %w", err)
 		}
@@ -77,7 +80,8 @@ func NewContainerd(ctx context.Context, cfg Config) (*Containerd, error) {
 	if len(dns.Nameservers) == 0 && len(dns.Searches) == 0 {
 		dns = hostDNS("/etc/resolv.conf")
 	}
-	return &Containerd{cfg: cfg, client: client, net: net, log: cfg.Logger, dns: dns, locks: map[string]*podLock{}}, nil
+	return &Containerd{cfg: cfg, client: client, net: net, log: cfg.Logger, dns: dns, locks: map[string]*podLock{},
+		swapAccounting: hasSwapAccounting()}, nil
 }
 
 // Close closes the connection to containerd. Pods keep running.
@@ -137,6 +141,15 @@ func (c *Containerd) RunPod(ctx context.Context, spec PodSpec) (PodStatus, error
 				return PodStatus{}, podErr(key, "run", err)
 			}
 		}
+		if !r.VolumesReady {
+			if err := c.setupVolumes(ctx, r); err != nil {
+				return PodStatus{}, podErr(key, "run", err)
+			}
+			r.VolumesReady = true
+			if err := c.saveRecord(r); err != nil {
+				return PodStatus{}, podErr(key, "run", err)
+			}
+		}
 		c.startMissing(ctx, r)
 		return c.status(ctx, r), nil
 	case err == nil:
@@ -165,24 +178,52 @@ func (c *Containerd) RunPod(ctx context.Context, spec PodSpec) (PodStatus, error
 // startMissing starts every container that has neither started, failed
 // nor been stopped. A container object left by an interrupted attempt is
 // deleted first.
+//
+// Init containers go first, one at a time: the next starts only once the
+// previous one exited 0, and the containers only once all did. A running,
+// failed or unstartable init container holds the rest back (PlanRestarts
+// decides about a failed one). A stopped pod starts nothing.
 func (c *Containerd) startMissing(ctx context.Context, r *podRecord) {
-	key := r.Spec.Key
-	for _, cs := range r.Spec.Containers {
+	if r.Stopped {
+		return
+	}
+	for _, cs := range r.Spec.InitContainers {
 		cr := r.Containers[cs.Name]
-		if cr != nil && (!cr.StartedAt.IsZero() || cr.WaitingReason != "" || cr.Final != nil) {
-			continue
+		if !attempted(cr) {
+			c.startOne(ctx, r, cs)
+			return
 		}
-		if cr != nil {
-			if ctr, err := c.client.LoadContainer(ctx, cr.ID); err == nil {
-				if err := deleteContainer(ctx, ctr); err != nil {
-					c.log.Warn("cannot remove an unfinished container", "pod", key.Namespace+"/"+key.Name, "container", cs.Name, "err", err)
-					continue
-				}
+		if st := c.containerStatus(ctx, cs, cr); st.State != StateTerminated || st.ExitCode != 0 {
+			return
+		}
+	}
+	for _, cs := range r.Spec.Containers {
+		if !attempted(r.Containers[cs.Name]) {
+			c.startOne(ctx, r, cs)
+		}
+	}
+}
+
+// attempted reports whether a container was started, failed to start, or
+// was stopped.
+func attempted(cr *containerRecord) bool {
+	return cr != nil && (!cr.StartedAt.IsZero() || cr.WaitingReason != "" || cr.Final != nil)
+}
+
+// startOne starts a container that was never attempted, deleting first a
+// container object an interrupted attempt left.
+func (c *Containerd) startOne(ctx context.Context, r *podRecord, cs ContainerSpec) {
+	key := r.Spec.Key
+	if cr := r.Containers[cs.Name]; cr != nil {
+		if ctr, err := c.client.LoadContainer(ctx, cr.ID); err == nil {
+			if err := deleteContainer(ctx, ctr); err != nil {
+				c.log.Warn("cannot remove an unfinished container", "pod", key.Namespace+"/"+key.Name, "container", cs.Name, "err", err)
+				return
 			}
 		}
-		if err := c.startContainer(ctx, r, cs); err != nil {
-			c.log.Warn("container not started", "pod", key.Namespace+"/"+key.Name, "container", cs.Name, "err", err)
-		}
+	}
+	if err := c.startContainer(ctx, r, cs); err != nil {
+		c.log.Warn("container not started", "pod", key.Namespace+"/"+key.Name, "container", cs.Name, "err", err)
 	}
 }
 
@@ -215,7 +256,14 @@ func (c *Containerd) createSandbox(ctx context.Context, r *podRecord) error {
 	if err := c.saveRecord(r); err != nil {
 		return err
 	}
-	return c.writeFiles(r)
+	if err := c.writeFiles(r); err != nil {
+		return err
+	}
+	if err := c.setupVolumes(ctx, r); err != nil {
+		return err
+	}
+	r.VolumesReady = true
+	return c.saveRecord(r)
 }
 
 // writeFiles writes the pod's hostname, hosts and resolv.conf.
@@ -244,6 +292,9 @@ func allPorts(s PodSpec) []PortMapping {
 // leave no containerd object behind.
 func (c *Containerd) startContainer(ctx context.Context, r *podRecord, cs ContainerSpec) error {
 	cr := &containerRecord{ID: containerID(r.Spec.Key.UID, cs.Name)}
+	if prev := r.Containers[cs.Name]; prev != nil {
+		cr.RestartCount, cr.Backoff, cr.Last = prev.RestartCount, prev.Backoff, prev.Last
+	}
 	r.Containers[cs.Name] = cr
 	fail := func(reason string, err error) error {
 		if ctx.Err() != nil {
@@ -251,7 +302,7 @@ func (c *Containerd) startContainer(ctx context.Context, r *podRecord, cs Contai
 			// unstarted so that the next RunPod tries again.
 			return err
 		}
-		cr.WaitingReason, cr.WaitingMessage = reason, err.Error()
+		cr.WaitingReason, cr.WaitingMessage, cr.FailedAt = reason, err.Error(), time.Now()
 		return errors.Join(err, c.saveRecord(r))
 	}
 	if err := c.saveRecord(r); err != nil {
@@ -266,14 +317,55 @@ func (c *Containerd) startContainer(ctx context.Context, r *podRecord, cs Contai
 	if err != nil {
 		return fail(ReasonErrImagePull, err)
 	}
-	if err := c.createAndStart(ctx, r, cs, cr.ID, image); err != nil {
+	env, cmd, args, err := containerEnv(ctx, newObjectCache(c.cfg.Values, r.Spec.Key.Namespace), r.Spec, r.IP, cs)
+	if err != nil {
+		return fail(ReasonCreateContainerConfigError, err)
+	}
+	mounts, err := c.containerMounts(r, cs)
+	if err != nil {
+		return fail(ReasonCreateContainerConfigError, err)
+	}
+	if err := checkNonRoot(ctx, cs.Security, image); err != nil {
+		return fail(ReasonCreateContainerConfigError, err)
+	}
+	cs.Command, cs.Args = cmd, args
+	if err := c.createAndStart(ctx, r, cs, cr.ID, image, env, mounts); err != nil {
 		return fail(ReasonCreateContainerError, err)
 	}
 	cr.StartedAt = time.Now()
-	return c.saveRecord(r)
+	if err := c.saveRecord(r); err != nil {
+		return err
+	}
+	if cs.PostStart != nil {
+		return c.postStart(ctx, r, cs, cr)
+	}
+	return nil
 }
 
-func (c *Containerd) createAndStart(ctx context.Context, r *podRecord, cs ContainerSpec, id string, image containerd.Image) (retErr error) {
+// postStart runs the container's postStart hook; if it fails, the
+// container is stopped (SIGTERM, the pod's grace period, SIGKILL; no
+// preStop) and its final state says why.
+func (c *Containerd) postStart(ctx context.Context, r *podRecord, cs ContainerSpec, cr *containerRecord) error {
+	timeout := max(r.Spec.TerminationGracePeriod, 30*time.Second)
+	herr := c.runHook(ctx, r.IP, cr.ID, cs.PostStart, timeout)
+	if herr == nil {
+		return nil
+	}
+	final, err := c.stopContainer(context.WithoutCancel(ctx), cr.ID, r.Spec.TerminationGracePeriod, nil)
+	if err != nil {
+		return errors.Join(herr, err)
+	}
+	if final != nil {
+		final.Message = ReasonFailedPostStartHook + ": " + herr.Error()
+		cr.Final = final
+	}
+	return errors.Join(fmt.Errorf("%s: %w", ReasonFailedPostStartHook, herr), c.saveRecord(r))
+}
+
+// createAndStart creates and starts the container; cs carries command and
+// args already expanded, env is resolved.
+func (c *Containerd) createAndStart(ctx context.Context, r *podRecord, cs ContainerSpec, id string, image containerd.Image,
+	env []string, mounts []specs.Mount) (retErr error) {
 	key := r.Spec.Key
 	dir := c.podDir(key.UID)
 	specOpts := []oci.SpecOpts{oci.WithImageConfig(image)}
@@ -283,20 +375,19 @@ func (c *Containerd) createAndStart(ctx context.Context, r *podRecord, cs Contai
 	case len(cs.Args) > 0:
 		specOpts = append(specOpts, oci.WithImageConfigArgs(image, cs.Args))
 	}
-	env := []string{"HOSTNAME=" + r.Spec.Hostname}
-	for _, e := range cs.Env {
-		env = append(env, e.Name+"="+e.Value)
-	}
 	specOpts = append(specOpts, oci.WithEnv(env), oci.WithHostname(r.Spec.Hostname),
 		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: r.NetNS}),
-		oci.WithMounts([]specs.Mount{
+		oci.WithMounts(append([]specs.Mount{
 			{Destination: "/etc/hosts", Type: "bind", Source: filepath.Join(dir, "hosts"), Options: []string{"rbind", "ro"}},
 			{Destination: "/etc/hostname", Type: "bind", Source: filepath.Join(dir, "hostname"), Options: []string{"rbind", "ro"}},
 			{Destination: "/etc/resolv.conf", Type: "bind", Source: filepath.Join(dir, "resolv.conf"), Options: []string{"rbind", "ro"}},
-		}))
+		}, mounts...)))
 	if cs.WorkingDir != "" {
 		specOpts = append(specOpts, oci.WithProcessCwd(cs.WorkingDir))
 	}
+	specOpts = append(specOpts, oci.WithCgroup(c.cgroupPath(id)))
+	specOpts = append(specOpts, resourceOpts(cs.Resources, c.swapAccounting)...)
+	specOpts = append(specOpts, securityOpts(cs.Security)...)
 	specOpts = append(specOpts, requireArgs)
 
 	ctr, err := c.client.NewContainer(ctx, id,
@@ -393,11 +484,23 @@ func (c *Containerd) ListPods(ctx context.Context) ([]PodStatus, error) {
 
 // status reads the containers' live state from containerd.
 func (c *Containerd) status(ctx context.Context, r *podRecord) PodStatus {
-	st := PodStatus{Key: r.Spec.Key, PodIP: r.IP, StartedAt: r.CreatedAt}
-	for _, cs := range r.Spec.Containers {
-		st.Containers = append(st.Containers, c.containerStatus(ctx, cs, r.Containers[cs.Name]))
+	st := PodStatus{Key: r.Spec.Key, PodIP: r.IP, StartedAt: r.CreatedAt, Stopped: r.Stopped}
+	initDone := true
+	for _, cs := range r.Spec.InitContainers {
+		ics := c.containerStatus(ctx, cs, r.Containers[cs.Name])
+		initDone = initDone && ics.State == StateTerminated && ics.ExitCode == 0
+		st.InitContainers = append(st.InitContainers, ics)
 	}
-	st.Phase = derivePhase(st.Containers)
+	for _, cs := range r.Spec.Containers {
+		cst := c.containerStatus(ctx, cs, r.Containers[cs.Name])
+		if !initDone && r.Containers[cs.Name] == nil {
+			cst.Reason = ReasonPodInitializing
+		}
+		st.Containers = append(st.Containers, cst)
+	}
+	st.Phase = podPhase(r.Spec.RestartPolicy, r.Stopped, st.InitContainers, st.Containers)
+	// Readiness as known without a prober; PlanProbes refines it.
+	st = ProbedStatus(r.Spec, st, nil)
 	return st
 }
 
@@ -407,13 +510,16 @@ func (c *Containerd) containerStatus(ctx context.Context, cs ContainerSpec, cr *
 		return out
 	}
 	out.ImageRef, out.StartedAt = cr.ImageRef, cr.StartedAt
+	out.RestartCount, out.Backoff, out.LastTermination = cr.RestartCount, cr.Backoff, cr.Last
 	if cr.Final != nil {
 		f := *cr.Final
 		f.Name, f.Image, f.ImageRef = cs.Name, cs.Image, cr.ImageRef
+		f.StartedAt = cr.StartedAt
+		f.RestartCount, f.Backoff, f.LastTermination = cr.RestartCount, cr.Backoff, cr.Last
 		return f
 	}
 	if cr.WaitingReason != "" {
-		out.Reason, out.Message = cr.WaitingReason, cr.WaitingMessage
+		out.Reason, out.Message, out.FailedAt = cr.WaitingReason, cr.WaitingMessage, cr.FailedAt
 		return out
 	}
 	ctr, err := c.client.LoadContainer(ctx, cr.ID)
@@ -448,7 +554,7 @@ func (c *Containerd) containerStatus(ctx context.Context, cs ContainerSpec, cr *
 		out.State, out.Reason, out.PID = StateRunning, "", task.Pid()
 	case containerd.Stopped:
 		code := int32(ts.ExitStatus)
-		out.State, out.ExitCode, out.Reason = StateTerminated, code, terminatedReason(code, false)
+		out.State, out.ExitCode, out.Reason = StateTerminated, code, terminatedReason(code, oomKilled(c.cgroupPath(cr.ID)))
 		out.FinishedAt = ts.ExitTime
 	default:
 		out.Message = "task " + string(ts.Status)

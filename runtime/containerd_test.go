@@ -26,6 +26,7 @@ func podSpec(name string, containers ...ContainerSpec) PodSpec {
 	return PodSpec{
 		Key:                    PodKey{Namespace: "default", Name: name, UID: "uid-" + name},
 		Hostname:               name,
+		RestartPolicy:          corev1.RestartPolicyNever,
 		TerminationGracePeriod: 30 * time.Second,
 		Containers:             containers,
 	}
@@ -243,6 +244,9 @@ func TestContainerdBatchExitCodesAndGrace(t *testing.T) {
 	// The shim copies output to the log asynchronously: the exit can be
 	// seen before the last lines land.
 	waitLog(t, n, spec.Key, "fail", "batch done, exiting 3")
+	// The SIGTERM handler is installed before this line is printed (a
+	// signal earlier than that would make Go exit with 2).
+	waitLog(t, n, spec.Key, "stubborn", "batch starting")
 
 	if err := n.StopPod(ctx, spec.Key, time.Second); err != nil {
 		t.Fatal(err)

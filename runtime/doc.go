@@ -10,6 +10,21 @@
 // should run here and calls RunPod, StopPod, RemovePod and GC to converge,
 // then reports PodStatus back.
 //
+// Restarts and probes are decided by pure functions of a status, the
+// pod's spec and now (PlanRestarts, DecideRestart, PlanProbes,
+// ObserveProbe, ProbedStatus); the runtime only executes the decisions
+// (RestartContainer, StopContainer, Probe). The agent's pod loop, per pod
+// and per sync:
+//
+//	st := rt.PodStatus(key)
+//	rp := PlanRestarts(spec.RestartPolicy, st, backoff, now)
+//	for each rp.Restart: rt.RestartContainer(key, name, backoff)
+//	pp := PlanProbes(spec, rp.Status, states, now); keep pp.States
+//	for each pp.Run: res := rt.Probe(...); states, v = ObserveProbe(...)
+//	    if v.Stop: rt.StopContainer(key, name, v.Grace)
+//	report ProbedStatus(spec, rp.Status, states); sync again at the
+//	earlier of rp.Wake and pp.Wake, or when a container's state changes
+//
 // # Contract
 //
 // Pods are identified by UID (PodKey carries namespace and name for
@@ -18,18 +33,24 @@
 // differently from what it says.
 //
 //   - RunPod is idempotent per UID. For a new pod it builds the sandbox
-//     (network namespace, CNI address, hosts/hostname/resolv.conf), then
-//     pulls and starts each container. A sandbox failure returns an error
-//     and leaves nothing behind; a container failure is recorded on the
-//     container (Waiting with ErrImagePull, ErrImageNeverPull,
-//     InvalidImageName or CreateContainerError and a message) and does not
-//     fail the call. For a known pod it starts only containers that an
-//     interrupted earlier call left unstarted, and never restarts a
-//     container; failed containers are not retried (restarts and back-off
-//     are not built yet).
-//   - StopPod sends SIGTERM to every running container, SIGKILL after the
-//     grace period, and keeps the exit codes; RemovePod then deletes every
-//     trace of the pod. RemovePod alone does both.
+//     (network namespace, CNI address, hosts/hostname/resolv.conf, the
+//     volumes), then pulls and starts the first init container, or every
+//     container if there are none. A sandbox failure (a volume that cannot
+//     be set up included) returns an error and leaves nothing behind; a
+//     container failure is recorded on the container (Waiting with
+//     ErrImagePull, ErrImageNeverPull, InvalidImageName,
+//     CreateContainerError or CreateContainerConfigError and a message)
+//     and does not fail the call. For a known pod it starts what is due
+//     and was never attempted (the next init container once the previous
+//     one exited 0, the containers once all did, or what an interrupted
+//     call left), and never restarts a container: restarts and retries
+//     are RestartContainer's, on PlanRestarts' word (which also asks for
+//     those first starts, so the agent need not call RunPod again).
+//   - StopPod runs preStop hooks, sends SIGTERM to every running
+//     container, SIGKILL after the grace period, and keeps the exit codes
+//     (and the stopped tasks, so the logs get their last lines); the pod
+//     never runs anything again. RemovePod then deletes every trace of the
+//     pod. RemovePod alone does both.
 //   - GC(wanted) is how an agent adopts after a restart: pods in wanted are
 //     kept exactly as they run, every other pod is removed, and containers
 //     or network namespaces with no pod record (left by a crash) are
@@ -45,7 +66,12 @@
 //
 //	DataDir/pods/UID/pod.json        the pod record, written before each step
 //	DataDir/pods/UID/{hosts,hostname,resolv.conf}
-//	DataDir/pods/UID/logs/NAME.log   stdout+stderr, written by the shim
+//	DataDir/pods/UID/logs/NAME.log   stdout+stderr of every run, written by the shim
+//	                                 (NAME.log.N: copies made by RotateLogs)
+//	DataDir/pods/UID/volumes/NAME    emptyDir, configMap, downwardAPI; tmpfs for
+//	                                 emptyDir medium Memory and secret
+//	DataDir/volumes/local/NS/CLAIM   local persistent volumes (outlive the pod)
+//	DataDir/fifo/                    exec probes' FIFOs while they run
 //	DataDir/netns/UID                the pod's network namespace (bind mount)
 //	DataDir/cni/networks/NETWORK/    host-local allocations
 //	DataDir/cni/cache/               libcni's result cache

@@ -196,6 +196,17 @@ func newTestNode(t testing.TB) *testNode {
 			t.Errorf("delete bridge %s: %v: %s", cfg.BridgeName, err, out)
 		}
 		node.deleteNamespace(ctx, t)
+		// runc leaves the namespace's parent cgroup (/NAMESPACE) in every
+		// hierarchy; rmdir removes it only if empty, as it must be now.
+		cgs, _ := filepath.Glob(filepath.Join(cgroupRoot, "*", cfg.Namespace))
+		if own := filepath.Join(cgroupRoot, cfg.Namespace); dirExists(own) {
+			cgs = append(cgs, own)
+		}
+		for _, cg := range cgs {
+			if err := os.Remove(cg); err != nil && !os.IsNotExist(err) { // cpu may link to cpu,cpuacct
+				t.Errorf("cgroup of the namespace: %v", err)
+			}
+		}
 		if err := os.Remove(filepath.Join(hostRunDir, "runc", cfg.Namespace)); err != nil && !os.IsNotExist(err) {
 			t.Errorf("runc state dir of the namespace: %v", err)
 		}
@@ -249,7 +260,7 @@ func (n *testNode) assertNoLeaks(t testing.TB) {
 	t.Helper()
 	ctx := n.ctx(context.Background())
 	dd := n.cfg.DataDir
-	for _, sub := range []string{"pods", "netns", "cni/cache/results"} {
+	for _, sub := range []string{"pods", "netns", "cni/cache/results", "fifo"} {
 		if ents, err := os.ReadDir(filepath.Join(dd, sub)); err == nil && len(ents) > 0 {
 			t.Errorf("leak: %s has %d entries: %v", sub, len(ents), names(ents))
 		}

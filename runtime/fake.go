@@ -31,6 +31,12 @@ type FakeConfig struct {
 	// SandboxError, when set, is asked before each new pod's sandbox is
 	// built; an error fails RunPod as a CNI or netns failure would.
 	SandboxError func(PodKey) error
+	// ProbeResults, when set, answers Probe; nil means every probe
+	// succeeds.
+	ProbeResults func(key PodKey, container string, p Probe) ProbeResult
+	// Stats, when set, answers Stats for each running container; nil
+	// means zero figures.
+	Stats func(key PodKey, container string) ContainerStats
 	// LocalImages are present already; with PullNever any other image
 	// fails. Images pulled by EnsureImage are added.
 	LocalImages []string
@@ -53,8 +59,14 @@ type fakePod struct {
 	spec    PodSpec
 	ip      netip.Addr
 	created time.Time
-	cs      []ContainerStatus
+	// cs holds the init containers (the first nInit), then the others.
+	cs    []ContainerStatus
+	nInit int
+	// due[i] is when container i turns Running (created + StartLatency,
+	// or its last restart + StartLatency).
+	due     []time.Time
 	logs    map[string]*bytes.Buffer
+	stopped bool
 }
 
 var _ Runtime = (*Fake)(nil)
@@ -126,20 +138,21 @@ func (f *Fake) RunPod(_ context.Context, spec PodSpec) (PodStatus, error) {
 		return PodStatus{}, podErr(spec.Key, "run", err)
 	}
 	now := f.cfg.Now()
-	p := &fakePod{spec: spec, ip: ip, created: now, logs: map[string]*bytes.Buffer{}}
-	for i, c := range spec.Containers {
+	p := &fakePod{spec: spec, ip: ip, created: now, logs: map[string]*bytes.Buffer{}, nInit: len(spec.InitContainers)}
+	for i, c := range spec.allContainers() {
 		cs := ContainerStatus{Name: c.Name, Image: c.Image, State: StateWaiting, Reason: ReasonContainerCreating}
 		p.logs[c.Name] = &bytes.Buffer{}
 		if ref, err := f.ensureImage(c.Image, c.PullPolicy); err != nil {
-			cs.Reason, cs.Message = imageErrorReason(err), err.Error()
+			cs.Reason, cs.Message, cs.FailedAt = imageErrorReason(err), err.Error(), now
 		} else if msg, bad := f.cfg.CreateErrors[c.Image]; bad {
 			cs.ImageRef = ref
-			cs.Reason, cs.Message = ReasonCreateContainerError, msg
+			cs.Reason, cs.Message, cs.FailedAt = ReasonCreateContainerError, msg, now
 		} else {
 			cs.ImageRef = ref
 			cs.ID = fmt.Sprintf("fake-%s-%d", spec.Key.UID, i)
 		}
 		p.cs = append(p.cs, cs)
+		p.due = append(p.due, now.Add(f.cfg.StartLatency))
 	}
 	f.pods[spec.Key.UID] = p
 	return f.status(p), nil
@@ -159,19 +172,40 @@ func (f *Fake) allocate() (netip.Addr, error) {
 }
 
 // status brings the clock-driven part up to date and copies the status.
+// Init containers start one after the other, StartLatency after the
+// previous one succeeded; the others StartLatency after the last one.
 func (f *Fake) status(p *fakePod) PodStatus {
 	now := f.cfg.Now()
+	open, openedAt := !p.stopped, p.created
 	for i := range p.cs {
 		c := &p.cs[i]
-		if c.State == StateWaiting && c.ID != "" && !now.Before(p.created.Add(f.cfg.StartLatency)) {
+		if !open {
+			if i >= p.nInit && c.State == StateWaiting && c.ID != "" {
+				c.Reason = ReasonPodInitializing
+			}
+			continue
+		}
+		due := p.due[i]
+		if at := openedAt.Add(f.cfg.StartLatency); at.After(due) {
+			due = at
+		}
+		if c.State == StateWaiting && c.ID != "" && !now.Before(due) {
 			c.State, c.Reason = StateRunning, ""
-			c.StartedAt = p.created.Add(f.cfg.StartLatency)
+			c.StartedAt = due
 			c.PID = uint32(1000 + i)
 		}
+		if i < p.nInit {
+			if c.State != StateTerminated || c.ExitCode != 0 {
+				open = false
+			}
+			openedAt = c.FinishedAt
+		}
 	}
-	st := PodStatus{Key: p.spec.Key, PodIP: p.ip.String(), StartedAt: p.created,
-		Containers: append([]ContainerStatus(nil), p.cs...)}
-	st.Phase = derivePhase(st.Containers)
+	st := PodStatus{Key: p.spec.Key, PodIP: p.ip.String(), StartedAt: p.created, Stopped: p.stopped,
+		InitContainers: append([]ContainerStatus(nil), p.cs[:p.nInit]...),
+		Containers:     append([]ContainerStatus(nil), p.cs[p.nInit:]...)}
+	st.Phase = podPhase(p.spec.RestartPolicy, p.stopped, st.InitContainers, st.Containers)
+	st = ProbedStatus(p.spec, st, nil)
 	return st
 }
 
@@ -228,6 +262,7 @@ func (f *Fake) StopPod(_ context.Context, key PodKey, _ time.Duration) error {
 	}
 	f.calls = append(f.calls, "StopPod "+key.Namespace+"/"+key.Name)
 	f.status(p)
+	p.stopped = true
 	for i := range p.cs {
 		c := &p.cs[i]
 		if c.State != StateTerminated {
@@ -236,6 +271,126 @@ func (f *Fake) StopPod(_ context.Context, key PodKey, _ time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// StopContainer implements Runtime. A running container terminates with
+// exit code 0, as StopPod does.
+func (f *Fake) StopContainer(_ context.Context, key PodKey, container string, _ time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, i, err := f.container(key, "stop container", container)
+	if err != nil {
+		return err
+	}
+	f.calls = append(f.calls, "StopContainer "+key.Namespace+"/"+key.Name+" "+container)
+	if c := &p.cs[i]; c.State == StateRunning {
+		c.State, c.ExitCode, c.Reason, c.PID = StateTerminated, 0, ReasonCompleted, 0
+		c.FinishedAt = f.cfg.Now()
+	}
+	return nil
+}
+
+// RestartContainer implements Runtime: the container is Waiting
+// (ContainerCreating) again and turns Running StartLatency later.
+func (f *Fake) RestartContainer(_ context.Context, key PodKey, container string, backoff time.Duration) (PodStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, i, err := f.container(key, "restart container", container)
+	if err != nil {
+		return PodStatus{}, err
+	}
+	if p.stopped {
+		return PodStatus{}, podErr(key, "restart container "+container, fmt.Errorf("the pod was stopped"))
+	}
+	f.calls = append(f.calls, "RestartContainer "+key.Namespace+"/"+key.Name+" "+container)
+	now := f.cfg.Now()
+	c := &p.cs[i]
+	if c.State == StateRunning {
+		c.State, c.ExitCode, c.Reason, c.PID, c.FinishedAt = StateTerminated, 0, ReasonCompleted, 0, now
+	}
+	next := ContainerStatus{Name: c.Name, Image: c.Image, ImageRef: c.ImageRef, ID: c.ID,
+		State: StateWaiting, Reason: ReasonContainerCreating,
+		RestartCount: c.RestartCount, LastTermination: c.LastTermination, Backoff: backoff}
+	if c.State == StateTerminated {
+		next.RestartCount++
+		next.LastTermination = c.terminated()
+	}
+	spec := p.spec.allContainers()[i]
+	if ref, err := f.ensureImage(spec.Image, spec.PullPolicy); err != nil {
+		next.ID, next.Reason, next.Message, next.FailedAt = "", imageErrorReason(err), err.Error(), now
+	} else if msg, bad := f.cfg.CreateErrors[spec.Image]; bad {
+		next.ID, next.ImageRef, next.Reason, next.Message, next.FailedAt = "", ref, ReasonCreateContainerError, msg, now
+	} else {
+		next.ID, next.ImageRef = fmt.Sprintf("fake-%s-%d", key.UID, i), ref
+	}
+	*c = next
+	p.due[i] = now.Add(f.cfg.StartLatency)
+	return f.status(p), nil
+}
+
+// Probe implements Runtime: FakeConfig.ProbeResults answers, for a
+// running container; a container that does not run fails its probes.
+func (f *Fake) Probe(_ context.Context, key PodKey, container string, p Probe) ProbeResult {
+	f.mu.Lock()
+	pod, i, err := f.container(key, "probe", container)
+	if err != nil {
+		f.mu.Unlock()
+		return ProbeResult{Message: err.Error()}
+	}
+	running := pod.cs[i].State == StateRunning
+	f.mu.Unlock()
+	if !running {
+		return ProbeResult{Message: fmt.Sprintf("container %s is not running", container)}
+	}
+	if f.cfg.ProbeResults == nil {
+		return ProbeResult{Success: true}
+	}
+	return f.cfg.ProbeResults(key, container, p)
+}
+
+// Stats implements Runtime: FakeConfig.Stats answers for each running
+// container, stamped with the fake's clock.
+func (f *Fake) Stats(_ context.Context, key PodKey) (PodStats, error) {
+	f.mu.Lock()
+	p, ok := f.pods[key.UID]
+	if !ok {
+		f.mu.Unlock()
+		return PodStats{}, podErr(key, "stats", ErrPodNotFound)
+	}
+	f.status(p)
+	var running []string
+	for _, c := range p.cs {
+		if c.State == StateRunning {
+			running = append(running, c.Name)
+		}
+	}
+	now := f.cfg.Now()
+	f.mu.Unlock()
+	// The callback runs unlocked: it may call the fake.
+	out := PodStats{Key: key}
+	for _, name := range running {
+		s := ContainerStats{}
+		if f.cfg.Stats != nil {
+			s = f.cfg.Stats(key, name)
+		}
+		s.Name, s.Timestamp = name, now
+		out.Containers = append(out.Containers, s)
+	}
+	return out, nil
+}
+
+func (f *Fake) container(key PodKey, op, name string) (*fakePod, int, error) {
+	p, ok := f.pods[key.UID]
+	if !ok {
+		return nil, 0, podErr(key, op, ErrPodNotFound)
+	}
+	f.status(p)
+	for i := range p.cs {
+		if p.cs[i].Name == name {
+			return p, i, nil
+		}
+	}
+	return nil, 0, podErr(key, op, fmt.Errorf("no container %q", name))
 }
 
 // RemovePod implements Runtime.

@@ -3,11 +3,11 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 )
 
 // PodSpec is what the runtime needs to run one pod, in shoal's terms. Build
@@ -20,11 +20,27 @@ type PodSpec struct {
 	// FQDN in /etc/hosts when set.
 	Subdomain   string
 	HostAliases []corev1.HostAlias
+	// RestartPolicy is Always, OnFailure or Never (FromPod defaults it to
+	// Always). It drives the phase and PlanRestarts; the runtime itself
+	// never restarts a container on its own.
+	RestartPolicy corev1.RestartPolicy
 	// TerminationGracePeriod is how long StopPod waits after SIGTERM.
 	TerminationGracePeriod time.Duration
 	// DNS is written to the pod's /etc/resolv.conf. Nil means the
 	// runtime's node-wide default.
-	DNS        *DNSConfig
+	DNS *DNSConfig
+	// InitContainers run one at a time, in order, each to a successful
+	// exit, before Containers start (see RunPod).
+	InitContainers []ContainerSpec `json:",omitempty"`
+
+	// For the downward API (env fieldRef and downwardAPI volumes).
+	Labels             map[string]string   `json:",omitempty"`
+	Annotations        map[string]string   `json:",omitempty"`
+	NodeName           string              `json:",omitempty"`
+	ServiceAccountName string              `json:",omitempty"`
+	NodeAllocatable    corev1.ResourceList `json:",omitempty"`
+
+	Volumes    []Volume `json:",omitempty"`
 	Containers []ContainerSpec
 }
 
@@ -34,16 +50,38 @@ type ContainerSpec struct {
 	Image      string
 	PullPolicy corev1.PullPolicy
 	// Command replaces the image's entrypoint, Args its cmd, as in
-	// Kubernetes. $(VAR) references are not expanded yet.
-	Command    []string
-	Args       []string
+	// Kubernetes; $(VAR) references to the container's variables are
+	// expanded.
+	Command []string
+	Args    []string
+	// EnvFrom is applied first, then Env (see containerEnv).
+	EnvFrom    []EnvFromSource `json:",omitempty"`
 	Env        []EnvVar
 	WorkingDir string
-	Ports      []PortMapping
+	Mounts     []Mount `json:",omitempty"`
+	// Resources: cpu and memory limits go into the container's cgroup,
+	// the cpu request into its CPU shares; the downward API reads them.
+	Resources corev1.ResourceRequirements `json:",omitempty"`
+	// PostStart and PreStop are the lifecycle hooks (see lifecycle.go).
+	PostStart *LifecycleHandler `json:",omitempty"`
+	PreStop   *LifecycleHandler `json:",omitempty"`
+	// Security is the effective security context; nil means defaults.
+	Security *SecurityContext `json:",omitempty"`
+	Ports    []PortMapping
+
+	// Probes, nil when absent. The runtime runs one on request (Probe);
+	// when is decided by PlanProbes.
+	StartupProbe, LivenessProbe, ReadinessProbe *Probe
 }
 
-// EnvVar is a literal environment variable.
-type EnvVar struct{ Name, Value string }
+// EnvVar is an environment variable: a literal Value (which may refer to
+// earlier variables as $(NAME)) or, when From is set, a value resolved
+// when the container is created.
+type EnvVar struct {
+	Name  string
+	Value string     `json:",omitempty"`
+	From  *EnvSource `json:",omitempty"`
+}
 
 // PortMapping is a container port, published on the node when HostPort is
 // set (through the CNI portmap plugin).
@@ -68,6 +106,11 @@ type PodOptions struct {
 	ClusterDNS *DNSConfig
 	// ClusterDomain is used for the pod's FQDN (default cluster.local).
 	ClusterDomain string
+	// NodeName is the pod's spec.nodeName when the pod does not say.
+	NodeName string
+	// NodeAllocatable is what a container without a limit gets for
+	// resourceFieldRef limits.* (the kubelet's rule).
+	NodeAllocatable corev1.ResourceList
 }
 
 // FromPod converts a defaulted Kubernetes pod into a PodSpec. It refuses,
@@ -87,27 +130,54 @@ func FromPod(pod *corev1.Pod, opts PodOptions) (PodSpec, error) {
 	}
 	s := pod.Spec
 	var unsupported []string
-	no := func(path string) { unsupported = append(unsupported, path) }
-	if len(s.InitContainers) > 0 {
-		no("spec.initContainers")
+	no := func(path string) {
+		if !slices.Contains(unsupported, path) { // pod-level fields are seen once per container
+			unsupported = append(unsupported, path)
+		}
 	}
 	if len(s.EphemeralContainers) > 0 {
 		no("spec.ephemeralContainers")
 	}
-	if len(s.Volumes) > 0 {
-		no("spec.volumes")
+	vols, err := volumesFrom(s.Volumes, no)
+	if err != nil {
+		return PodSpec{}, fmt.Errorf("pod %s/%s: %w", key.Namespace, key.Name, err)
 	}
 	if s.HostNetwork {
 		no("spec.hostNetwork")
+	}
+	// Fields the kubelet enforces on the node, not built here.
+	if s.ShareProcessNamespace != nil && *s.ShareProcessNamespace {
+		no("spec.shareProcessNamespace")
+	}
+	if s.ActiveDeadlineSeconds != nil {
+		no("spec.activeDeadlineSeconds")
+	}
+	if s.HostUsers != nil && !*s.HostUsers {
+		no("spec.hostUsers")
+	}
+	if len(s.ReadinessGates) > 0 {
+		no("spec.readinessGates")
+	}
+	if s.SetHostnameAsFQDN != nil && *s.SetHostnameAsFQDN {
+		no("spec.setHostnameAsFQDN")
+	}
+	if s.RuntimeClassName != nil {
+		no("spec.runtimeClassName")
+	}
+	if s.OS != nil && s.OS.Name != corev1.Linux {
+		no("spec.os.name (" + string(s.OS.Name) + ")")
+	}
+	if s.Resources != nil {
+		no("spec.resources")
+	}
+	if s.HostnameOverride != nil {
+		no("spec.hostnameOverride")
 	}
 	if s.HostPID {
 		no("spec.hostPID")
 	}
 	if s.HostIPC {
 		no("spec.hostIPC")
-	}
-	if s.SecurityContext != nil && !equality.Semantic.DeepEqual(*s.SecurityContext, corev1.PodSecurityContext{}) {
-		no("spec.securityContext")
 	}
 	if len(s.ImagePullSecrets) > 0 {
 		no("spec.imagePullSecrets")
@@ -124,7 +194,24 @@ func FromPod(pod *corev1.Pod, opts PodOptions) (PodSpec, error) {
 		Hostname:               s.Hostname,
 		Subdomain:              s.Subdomain,
 		HostAliases:            s.HostAliases,
+		RestartPolicy:          s.RestartPolicy,
 		TerminationGracePeriod: 30 * time.Second,
+		Labels:                 pod.Labels,
+		Annotations:            pod.Annotations,
+		NodeName:               s.NodeName,
+		ServiceAccountName:     s.ServiceAccountName,
+		NodeAllocatable:        opts.NodeAllocatable,
+		Volumes:                vols,
+	}
+	if spec.NodeName == "" {
+		spec.NodeName = opts.NodeName
+	}
+	switch spec.RestartPolicy {
+	case "":
+		spec.RestartPolicy = corev1.RestartPolicyAlways
+	case corev1.RestartPolicyAlways, corev1.RestartPolicyOnFailure, corev1.RestartPolicyNever:
+	default:
+		return PodSpec{}, fmt.Errorf("pod %s/%s: spec.restartPolicy %q must be Always, OnFailure or Never", key.Namespace, key.Name, s.RestartPolicy)
 	}
 	if spec.Hostname == "" {
 		spec.Hostname = pod.Name
@@ -142,80 +229,172 @@ func FromPod(pod *corev1.Pod, opts PodOptions) (PodSpec, error) {
 	}
 
 	seen := map[string]bool{}
-	for i, c := range s.Containers {
-		p := fmt.Sprintf("spec.containers[%d]", i)
-		if c.Name == "" || seen[c.Name] {
-			return PodSpec{}, fmt.Errorf("pod %s/%s: %s.name %q is empty or repeated", key.Namespace, key.Name, p, c.Name)
-		}
-		seen[c.Name] = true
-		if c.Image == "" {
-			return PodSpec{}, fmt.Errorf("pod %s/%s: %s.image is empty", key.Namespace, key.Name, p)
-		}
-		if len(c.EnvFrom) > 0 {
-			no(p + ".envFrom")
-		}
-		if len(c.VolumeMounts) > 0 {
-			no(p + ".volumeMounts")
-		}
-		if len(c.VolumeDevices) > 0 {
-			no(p + ".volumeDevices")
-		}
-		if c.LivenessProbe != nil {
-			no(p + ".livenessProbe")
-		}
-		if c.ReadinessProbe != nil {
-			no(p + ".readinessProbe")
-		}
-		if c.StartupProbe != nil {
-			no(p + ".startupProbe")
-		}
-		if c.Lifecycle != nil {
-			no(p + ".lifecycle")
-		}
-		if c.SecurityContext != nil {
-			no(p + ".securityContext")
-		}
-		if len(c.Resources.Limits) > 0 {
-			no(p + ".resources.limits")
-		}
-		if c.Stdin || c.TTY {
-			no(p + ".stdin/tty")
-		}
-		cs := ContainerSpec{
-			Name:       c.Name,
-			Image:      c.Image,
-			PullPolicy: c.ImagePullPolicy,
-			Command:    c.Command,
-			Args:       c.Args,
-			WorkingDir: c.WorkingDir,
-		}
-		if cs.PullPolicy == "" {
-			cs.PullPolicy = defaultPullPolicy(c.Image)
-		}
-		for j, e := range c.Env {
-			if e.ValueFrom != nil {
-				no(fmt.Sprintf("%s.env[%d].valueFrom", p, j))
-				continue
+	for _, list := range []struct {
+		field string
+		in    []corev1.Container
+		out   *[]ContainerSpec
+		init  bool
+	}{{"spec.initContainers", s.InitContainers, &spec.InitContainers, true}, {"spec.containers", s.Containers, &spec.Containers, false}} {
+		for i, c := range list.in {
+			p := fmt.Sprintf("%s[%d]", list.field, i)
+			if c.Name == "" || seen[c.Name] {
+				return PodSpec{}, fmt.Errorf("pod %s/%s: %s.name %q is empty or repeated", key.Namespace, key.Name, p, c.Name)
 			}
-			cs.Env = append(cs.Env, EnvVar{Name: e.Name, Value: e.Value})
-		}
-		for _, port := range c.Ports {
-			proto := port.Protocol
-			if proto == "" {
-				proto = corev1.ProtocolTCP
+			seen[c.Name] = true
+			cs, err := containerFrom(p, c, s.SecurityContext, vols, list.init, no)
+			if err != nil {
+				return PodSpec{}, fmt.Errorf("pod %s/%s: %w", key.Namespace, key.Name, err)
 			}
-			cs.Ports = append(cs.Ports, PortMapping{
-				Name: port.Name, ContainerPort: port.ContainerPort,
-				HostPort: port.HostPort, HostIP: port.HostIP, Protocol: proto,
-			})
+			*list.out = append(*list.out, cs)
 		}
-		spec.Containers = append(spec.Containers, cs)
 	}
 	if len(unsupported) > 0 {
 		return PodSpec{}, fmt.Errorf("pod %s/%s: not supported by the runtime yet: %s",
 			key.Namespace, key.Name, strings.Join(unsupported, ", "))
 	}
 	return spec, nil
+}
+
+// containerFrom converts one container (an init container when init).
+func containerFrom(p string, c corev1.Container, podSC *corev1.PodSecurityContext, vols []Volume, init bool, no func(string)) (ContainerSpec, error) {
+	var err error
+	if init {
+		// Kubernetes forbids probes on init containers; restartPolicy on
+		// one makes it a sidecar, which is not built.
+		for _, f := range []struct {
+			set  bool
+			name string
+		}{{c.StartupProbe != nil, "startupProbe"}, {c.LivenessProbe != nil, "livenessProbe"}, {c.ReadinessProbe != nil, "readinessProbe"}} {
+			if f.set {
+				return ContainerSpec{}, fmt.Errorf("%s.%s is not allowed on an init container", p, f.name)
+			}
+		}
+	}
+	if c.RestartPolicy != nil {
+		no(p + ".restartPolicy")
+	}
+	if len(c.RestartPolicyRules) > 0 {
+		no(p + ".restartPolicyRules")
+	}
+	if c.Image == "" {
+		return ContainerSpec{}, fmt.Errorf("%s.image is empty", p)
+	}
+	if len(c.VolumeDevices) > 0 {
+		no(p + ".volumeDevices")
+	}
+	resourcesFrom(p, c.Resources, no)
+	if c.Stdin || c.TTY {
+		no(p + ".stdin/tty")
+	}
+	cs := ContainerSpec{
+		Name:       c.Name,
+		Image:      c.Image,
+		PullPolicy: c.ImagePullPolicy,
+		Command:    c.Command,
+		Args:       c.Args,
+		WorkingDir: c.WorkingDir,
+		Resources:  c.Resources,
+	}
+	if cs.PostStart, cs.PreStop, err = lifecycleFrom(p, c.Lifecycle, c, no); err != nil {
+		return ContainerSpec{}, err
+	}
+	if cs.Security, err = securityFrom(p, podSC, c.SecurityContext, no); err != nil {
+		return ContainerSpec{}, err
+	}
+	if cs.Mounts, err = mountsFrom(p, c, vols, no); err != nil {
+		return ContainerSpec{}, err
+	}
+	for j, ef := range c.EnvFrom {
+		ep := fmt.Sprintf("%s.envFrom[%d]", p, j)
+		switch {
+		case ef.ConfigMapRef != nil && ef.SecretRef == nil:
+			cs.EnvFrom = append(cs.EnvFrom, EnvFromSource{Prefix: ef.Prefix, ConfigMap: ef.ConfigMapRef.Name,
+				Optional: ef.ConfigMapRef.Optional != nil && *ef.ConfigMapRef.Optional})
+		case ef.SecretRef != nil && ef.ConfigMapRef == nil:
+			cs.EnvFrom = append(cs.EnvFrom, EnvFromSource{Prefix: ef.Prefix, Secret: ef.SecretRef.Name,
+				Optional: ef.SecretRef.Optional != nil && *ef.SecretRef.Optional})
+		default:
+			return ContainerSpec{}, fmt.Errorf("%s must have exactly one of configMapRef, secretRef", ep)
+		}
+	}
+	if cs.StartupProbe, err = probeFrom(c.StartupProbe, p+".startupProbe", ProbeStartup, c, no); err != nil {
+		return ContainerSpec{}, err
+	}
+	if cs.LivenessProbe, err = probeFrom(c.LivenessProbe, p+".livenessProbe", ProbeLiveness, c, no); err != nil {
+		return ContainerSpec{}, err
+	}
+	if cs.ReadinessProbe, err = probeFrom(c.ReadinessProbe, p+".readinessProbe", ProbeReadiness, c, no); err != nil {
+		return ContainerSpec{}, err
+	}
+	if cs.PullPolicy == "" {
+		cs.PullPolicy = defaultPullPolicy(c.Image)
+	}
+	for j, e := range c.Env {
+		ev := EnvVar{Name: e.Name, Value: e.Value}
+		if e.ValueFrom != nil {
+			src, err := envSourceFrom(fmt.Sprintf("%s.env[%d].valueFrom", p, j), e.ValueFrom, no)
+			if err != nil {
+				return ContainerSpec{}, err
+			}
+			ev.Value, ev.From = "", src
+		}
+		cs.Env = append(cs.Env, ev)
+	}
+	for _, port := range c.Ports {
+		proto := port.Protocol
+		if proto == "" {
+			proto = corev1.ProtocolTCP
+		}
+		cs.Ports = append(cs.Ports, PortMapping{
+			Name: port.Name, ContainerPort: port.ContainerPort,
+			HostPort: port.HostPort, HostIP: port.HostIP, Protocol: proto,
+		})
+	}
+	return cs, nil
+}
+
+// envSourceFrom converts an env var's valueFrom.
+func envSourceFrom(p string, v *corev1.EnvVarSource, no func(string)) (*EnvSource, error) {
+	opt := func(b *bool) bool { return b != nil && *b }
+	n := 0
+	src := &EnvSource{}
+	if r := v.ConfigMapKeyRef; r != nil {
+		n++
+		src.ConfigMapKey = &ObjectKeyRef{Name: r.Name, Key: r.Key, Optional: opt(r.Optional)}
+	}
+	if r := v.SecretKeyRef; r != nil {
+		n++
+		src.SecretKey = &ObjectKeyRef{Name: r.Name, Key: r.Key, Optional: opt(r.Optional)}
+	}
+	if r := v.FieldRef; r != nil {
+		n++
+		if !envFieldPath(r.FieldPath) {
+			no(fmt.Sprintf("%s.fieldRef (%s)", p, r.FieldPath))
+		}
+		src.FieldPath = r.FieldPath
+	}
+	if r := v.ResourceFieldRef; r != nil {
+		n++
+		rr, err := resourceRef(p+".resourceFieldRef", r)
+		if err != nil {
+			return nil, err
+		}
+		src.Resource = rr
+	}
+	if v.FileKeyRef != nil {
+		n++
+		no(p + ".fileKeyRef")
+	}
+	if n != 1 {
+		return nil, fmt.Errorf("%s must have exactly one source (has %d)", p, n)
+	}
+	if k := src.ConfigMapKey; k != nil && (k.Name == "" || k.Key == "") {
+		return nil, fmt.Errorf("%s.configMapKeyRef needs name and key", p)
+	}
+	if k := src.SecretKey; k != nil && (k.Name == "" || k.Key == "") {
+		return nil, fmt.Errorf("%s.secretKeyRef needs name and key", p)
+	}
+	return src, nil
 }
 
 // defaultPullPolicy is Kubernetes' default: Always for :latest or no tag,
@@ -235,6 +414,21 @@ func defaultPullPolicy(image string) corev1.PullPolicy {
 	return corev1.PullIfNotPresent
 }
 
+// allContainers lists init containers, then containers.
+func (s PodSpec) allContainers() []ContainerSpec {
+	return append(append([]ContainerSpec(nil), s.InitContainers...), s.Containers...)
+}
+
+// container returns the named container's spec (init or not).
+func (s PodSpec) container(name string) (ContainerSpec, bool) {
+	for _, c := range s.allContainers() {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return ContainerSpec{}, false
+}
+
 // Validate checks what the runtime relies on.
 func (s PodSpec) Validate() error {
 	if s.Key.UID == "" || s.Key.Name == "" || s.Key.Namespace == "" {
@@ -246,8 +440,13 @@ func (s PodSpec) Validate() error {
 	if len(s.Containers) == 0 {
 		return fmt.Errorf("pod %s/%s: no containers", s.Key.Namespace, s.Key.Name)
 	}
+	switch s.RestartPolicy {
+	case "", corev1.RestartPolicyAlways, corev1.RestartPolicyOnFailure, corev1.RestartPolicyNever:
+	default:
+		return fmt.Errorf("pod %s/%s: restart policy %q must be Always, OnFailure or Never", s.Key.Namespace, s.Key.Name, s.RestartPolicy)
+	}
 	seen := map[string]bool{}
-	for _, c := range s.Containers {
+	for _, c := range s.allContainers() {
 		if c.Name == "" || seen[c.Name] || c.Image == "" {
 			return fmt.Errorf("pod %s/%s: container %q: name must be unique and image set", s.Key.Namespace, s.Key.Name, c.Name)
 		}

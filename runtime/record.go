@@ -23,6 +23,10 @@ type podRecord struct {
 	// still gets a DEL.
 	NetworkAdded bool   `json:"networkAdded,omitempty"`
 	IP           string `json:"ip,omitempty"`
+	// VolumesReady is set once every volume is set up.
+	VolumesReady bool `json:"volumesReady,omitempty"`
+	// Stopped is set by StopPod: nothing of the pod runs again.
+	Stopped bool `json:"stopped,omitempty"`
 	// Containers by name.
 	Containers map[string]*containerRecord `json:"containers"`
 }
@@ -34,10 +38,17 @@ type containerRecord struct {
 	ImageRef  string    `json:"imageRef,omitempty"`
 	StartedAt time.Time `json:"startedAt,omitzero"`
 	// Waiting holds why the container could not be created or started.
-	WaitingReason  string `json:"waitingReason,omitempty"`
-	WaitingMessage string `json:"waitingMessage,omitempty"`
+	WaitingReason  string    `json:"waitingReason,omitempty"`
+	WaitingMessage string    `json:"waitingMessage,omitempty"`
+	FailedAt       time.Time `json:"failedAt,omitzero"`
 	// Final is the state recorded when StopPod deleted the task.
 	Final *ContainerStatus `json:"final,omitempty"`
+
+	// Restart state, carried over when RestartContainer recreates the
+	// container.
+	RestartCount int32         `json:"restartCount,omitempty"`
+	Backoff      time.Duration `json:"backoff,omitempty"`
+	Last         *Termination  `json:"last,omitempty"`
 }
 
 func (c *Containerd) podDir(uid string) string    { return filepath.Join(c.cfg.DataDir, "pods", uid) }

@@ -19,25 +19,30 @@ type Runtime interface {
 	// a missing image under PullNever wraps ErrImageNeverPull.
 	EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy) (string, error)
 
-	// RunPod creates the pod's sandbox and starts its containers. It is
-	// idempotent per UID: a pod that already exists (also one adopted from
-	// an earlier process) is left alone and its current status returned.
+	// RunPod creates the pod's sandbox (with its volumes) and starts its
+	// first init container, or its containers when it has none. It is
+	// idempotent per UID: for a pod that already exists (also one adopted
+	// from an earlier process) it only starts what is due and was never
+	// attempted (the next init container, the containers after the last
+	// one), never restarts anything, and returns the current status.
 	// A container that cannot be started does not fail the call: its
-	// state is Waiting with a reason (ErrImagePull, CreateContainerError).
-	// An error is returned only when the sandbox itself could not be built;
-	// then nothing of the pod is left behind.
+	// state is Waiting with a reason (ErrImagePull, CreateContainerError,
+	// CreateContainerConfigError...). An error is returned only when the
+	// sandbox itself could not be built (a volume included); then nothing
+	// of the pod is left behind.
 	RunPod(ctx context.Context, spec PodSpec) (PodStatus, error)
 
-	// StopPod stops every running container of the pod: SIGTERM, then
-	// SIGKILL after grace (a negative grace means the pod's own
-	// terminationGracePeriodSeconds). The final container states are kept
-	// and reported by PodStatus until RemovePod. Stopping a stopped pod is
-	// a no-op.
+	// StopPod stops every running container of the pod: preStop hook,
+	// SIGTERM, then SIGKILL after grace (a negative grace means the pod's
+	// own terminationGracePeriodSeconds). The final container states are
+	// kept and reported by PodStatus until RemovePod; the pod is Stopped:
+	// nothing of it starts again. Stopping a stopped pod is a no-op.
 	StopPod(ctx context.Context, key PodKey, grace time.Duration) error
 
 	// RemovePod stops the pod (with its own grace period) if needed and
 	// removes everything the runtime made for it: containers, snapshots,
-	// network namespace, CNI allocation, files and logs. Removing an
+	// network namespace, CNI allocation, volumes (tmpfs unmounted), files
+	// and logs; local persistent volumes and hostPaths stay. Removing an
 	// unknown pod is not an error.
 	RemovePod(ctx context.Context, key PodKey) error
 
@@ -49,6 +54,40 @@ type Runtime interface {
 
 	// Logs opens the log of one container of a pod.
 	Logs(ctx context.Context, key PodKey, container string, opts LogOptions) (io.ReadCloser, error)
+
+	// StopContainer stops one running container of the pod (preStop hook,
+	// SIGTERM, SIGKILL after grace; a negative grace means the pod's own) and keeps
+	// its exit state, leaving the pod's other containers and its sandbox
+	// as they are. The container is then Terminated, and PlanRestarts
+	// decides, under the restartPolicy, whether it runs again. This is
+	// what a failed liveness or startup probe does. Stopping a container
+	// that does not run is a no-op.
+	StopContainer(ctx context.Context, key PodKey, container string, grace time.Duration) error
+
+	// RestartContainer runs one container of the pod again, in place, in
+	// the pod's existing sandbox. For a container that never ran (a
+	// FirstStart of PlanRestarts) it starts whatever is due, as RunPod
+	// does for a known pod, and returns. Otherwise a running container is
+	// first stopped (preStop hook, the pod's grace period), then the
+	// container is recreated from
+	// its image with a fresh root filesystem and started. Its exit state
+	// becomes LastTermination, RestartCount grows by one (not when the
+	// container never ran, e.g. after CreateContainerError) and backoff is
+	// recorded as the container's Backoff for the next decision (see
+	// PlanRestarts, which says when to call this and with what backoff).
+	// A failure to start is recorded on the container, as in RunPod.
+	RestartContainer(ctx context.Context, key PodKey, container string, backoff time.Duration) (PodStatus, error)
+
+	// Probe runs one probe of a running container once, within the
+	// probe's Timeout: an HTTP GET or TCP connection to the pod IP (or the
+	// probe's Host) from the caller's network namespace, or an exec in
+	// the container. It never returns an error: whatever goes wrong is a
+	// failed result with a message. When to probe is PlanProbes' job.
+	Probe(ctx context.Context, key PodKey, container string, p Probe) ProbeResult
+
+	// Stats reports the CPU time and memory of the pod's running
+	// containers, for autoscaling and status.
+	Stats(ctx context.Context, key PodKey) (PodStats, error)
 
 	// GC removes every pod whose UID is not in wanted, and any container or
 	// sandbox of this node that belongs to no known pod (left by a crash).
@@ -108,6 +147,7 @@ const (
 // Reasons recorded on container states, as Kubernetes names them.
 const (
 	ReasonContainerCreating    = "ContainerCreating"
+	ReasonPodInitializing      = "PodInitializing"
 	ReasonErrImagePull         = "ErrImagePull"
 	ReasonErrImageNeverPull    = "ErrImageNeverPull"
 	ReasonInvalidImageName     = "InvalidImageName"
@@ -119,16 +159,27 @@ const (
 
 // PodStatus is what the runtime knows about one pod.
 type PodStatus struct {
-	Key        PodKey
-	Phase      PodPhase
-	PodIP      string    // empty until the sandbox has an address
-	StartedAt  time.Time // when the sandbox was created
-	Containers []ContainerStatus
+	Key       PodKey
+	Phase     PodPhase
+	PodIP     string    // empty until the sandbox has an address
+	StartedAt time.Time // when the sandbox was created
+	// Stopped is set once StopPod ran: the containers are terminated for
+	// good, the phase is Succeeded or Failed whatever the restartPolicy,
+	// and PlanRestarts restarts nothing.
+	Stopped bool
+	// Ready is the pod's Ready condition: every container is Ready. The
+	// runtime's own statuses know only probe-less readiness; PlanProbes
+	// sets it from the readiness probes.
+	Ready bool
+	// InitContainers are reported in spec order; they run one at a time,
+	// before Containers.
+	InitContainers []ContainerStatus
+	Containers     []ContainerStatus
 }
 
-// Container returns the status of the named container.
+// Container returns the status of the named container (init or not).
 func (s PodStatus) Container(name string) (ContainerStatus, bool) {
-	for _, c := range s.Containers {
+	for _, c := range append(append([]ContainerStatus(nil), s.InitContainers...), s.Containers...) {
 		if c.Name == name {
 			return c, true
 		}
@@ -153,37 +204,26 @@ type ContainerStatus struct {
 	PID        uint32 // main process, when Running
 	StartedAt  time.Time
 	FinishedAt time.Time
-}
 
-// derivePhase computes a pod phase from its container states. Restarts are
-// not implemented yet, so every restartPolicy is treated as Never: a pod
-// whose containers all terminated is Succeeded if all exited 0, else Failed.
-func derivePhase(cs []ContainerStatus) PodPhase {
-	if len(cs) == 0 {
-		return corev1.PodPending
-	}
-	running, terminated, failed := 0, 0, 0
-	for _, c := range cs {
-		switch c.State {
-		case StateRunning:
-			running++
-		case StateTerminated:
-			terminated++
-			if c.ExitCode != 0 {
-				failed++
-			}
-		}
-	}
-	switch {
-	case terminated == len(cs) && failed == 0:
-		return corev1.PodSucceeded
-	case terminated == len(cs):
-		return corev1.PodFailed
-	case running+terminated == len(cs):
-		return corev1.PodRunning
-	default:
-		return corev1.PodPending
-	}
+	// FailedAt is when the last attempt to create or start the container
+	// failed (Waiting with ErrImagePull, CreateContainerError...).
+	FailedAt time.Time
+
+	// RestartCount counts the times RestartContainer ran the container
+	// again after it had run.
+	RestartCount int32
+	// LastTermination is how the previous run ended; nil before the first
+	// restart.
+	LastTermination *Termination
+	// Started: running, and its startup probe succeeded (or it has none).
+	Started bool
+	// Ready: started, and its readiness probe passes (or it has none).
+	Ready bool
+
+	// Backoff is how long the container waits before its next restart if
+	// the current run ends before Backoff.Reset; 0 until the first restart
+	// (the first restart is immediate). Kept for DecideRestart.
+	Backoff time.Duration
 }
 
 // terminatedReason names a terminated state the way Kubernetes does.

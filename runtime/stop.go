@@ -42,6 +42,7 @@ func (c *Containerd) stopLocked(ctx context.Context, r *podRecord, grace time.Du
 		final *ContainerStatus
 		err   error
 	}
+	r.Stopped = true
 	results := make(chan result, len(r.Containers))
 	n := 0
 	for name, cr := range r.Containers {
@@ -50,7 +51,7 @@ func (c *Containerd) stopLocked(ctx context.Context, r *podRecord, grace time.Du
 		}
 		n++
 		go func() {
-			f, err := c.stopContainer(ctx, cr.ID, grace)
+			f, err := c.stopContainer(ctx, cr.ID, grace, c.preStopFor(r, name))
 			results <- result{name, f, err}
 		}()
 	}
@@ -69,9 +70,14 @@ func (c *Containerd) stopLocked(ctx context.Context, r *podRecord, grace time.Du
 	return errors.Join(errs...)
 }
 
-// stopContainer sends SIGTERM, waits up to grace, then SIGKILL, and deletes
-// the task. It returns the final state, or nil when there was no task.
-func (c *Containerd) stopContainer(ctx context.Context, id string, grace time.Duration) (*ContainerStatus, error) {
+// stopContainer runs preStop (when not nil) within grace, sends SIGTERM,
+// waits for what remains of grace (at least 2s after a preStop hook),
+// then SIGKILL. It returns the final state, or nil when there was no task.
+// The stopped task is kept, not deleted: deleting it makes the shim stop
+// copying output to the log after at most 2 seconds, which loses a
+// program's last lines on a loaded machine. Deleting the container
+// (RemovePod, RestartContainer, GC) deletes the task.
+func (c *Containerd) stopContainer(ctx context.Context, id string, grace time.Duration, preStop func(context.Context, time.Duration)) (*ContainerStatus, error) {
 	ctr, err := c.client.LoadContainer(ctx, id)
 	if errdefs.IsNotFound(err) {
 		return nil, nil
@@ -94,13 +100,26 @@ func (c *Containerd) stopContainer(ctx context.Context, id string, grace time.Du
 		return nil, fmt.Errorf("status: %w", err)
 	}
 	start := time.Now()
-	if st.Status != containerd.Stopped {
+	exited := st.Status == containerd.Stopped
+	code, exitTime := st.ExitStatus, st.ExitTime
+	record := func(es containerd.ExitStatus) { code, exitTime, exited = es.ExitCode(), es.ExitTime(), true }
+	if !exited && preStop != nil {
+		preStop(ctx, grace)
+		grace = max(grace-time.Since(start), minGraceAfterPreStop)
+		select {
+		case es := <-exitc:
+			record(es)
+		default:
+		}
+	}
+	if !exited {
 		if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("SIGTERM: %w", err)
 		}
 		timer := time.NewTimer(grace)
 		select {
-		case <-exitc:
+		case es := <-exitc:
+			record(es)
 		case <-timer.C:
 			c.log.Info("grace period over, killing", "container", id, "grace", grace)
 			if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
@@ -108,7 +127,8 @@ func (c *Containerd) stopContainer(ctx context.Context, id string, grace time.Du
 				return nil, fmt.Errorf("SIGKILL: %w", err)
 			}
 			select {
-			case <-exitc:
+			case es := <-exitc:
+				record(es)
 			case <-ctx.Done():
 				timer.Stop()
 				return nil, ctx.Err()
@@ -120,16 +140,9 @@ func (c *Containerd) stopContainer(ctx context.Context, id string, grace time.Du
 		timer.Stop()
 	}
 	c.log.Info("container stopped", "container", id, "took", time.Since(start))
-	es, err := task.Delete(ctx)
-	if err != nil && !errdefs.IsNotFound(err) {
-		return nil, fmt.Errorf("delete task: %w", err)
-	}
-	final := &ContainerStatus{ID: id, State: StateTerminated}
-	if es != nil {
-		final.ExitCode = int32(es.ExitCode())
-		final.FinishedAt = es.ExitTime()
-	}
-	final.Reason = terminatedReason(final.ExitCode, false)
+	// The cgroup lives until the task is deleted: ask about OOM kills now.
+	final := &ContainerStatus{ID: id, State: StateTerminated, ExitCode: int32(code), FinishedAt: exitTime}
+	final.Reason = terminatedReason(final.ExitCode, oomKilled(c.cgroupPath(id)))
 	return final, nil
 }
 
@@ -158,7 +171,7 @@ func (c *Containerd) RemovePod(ctx context.Context, key PodKey) error {
 func (c *Containerd) removeLocked(ctx context.Context, r *podRecord) error {
 	key := r.Spec.Key
 	var errs []error
-	for _, cs := range r.Spec.Containers {
+	for _, cs := range r.Spec.allContainers() {
 		id := containerID(key.UID, cs.Name)
 		ctr, err := c.client.LoadContainer(ctx, id)
 		if errdefs.IsNotFound(err) {
@@ -175,6 +188,7 @@ func (c *Containerd) removeLocked(ctx context.Context, r *podRecord) error {
 	if r.NetNS != "" {
 		errs = append(errs, removeNetNS(r.NetNS))
 	}
+	errs = append(errs, unmountUnder(c.podDir(key.UID)))
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -202,7 +216,9 @@ func (c *Containerd) GC(ctx context.Context, wanted map[string]bool) (GCResult, 
 		case err != nil:
 			// A directory without a readable record: only files of ours can
 			// be in it; the netns and containers are swept below.
-			if rerr := os.RemoveAll(c.podDir(uid)); rerr != nil {
+			if rerr := unmountUnder(c.podDir(uid)); rerr != nil {
+				errs = append(errs, rerr)
+			} else if rerr := os.RemoveAll(c.podDir(uid)); rerr != nil {
 				errs = append(errs, rerr)
 			}
 			res.OrphanSandboxes = append(res.OrphanSandboxes, c.podDir(uid))

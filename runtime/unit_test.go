@@ -55,7 +55,7 @@ func TestFromPod(t *testing.T) {
 		t.Errorf("pull policies %s %s", web.PullPolicy, side.PullPolicy)
 	}
 	if strings.Join(web.Command, " ") != "/bin/sh" || strings.Join(web.Args, " ") != "-c true" || web.WorkingDir != "/srv" ||
-		len(web.Env) != 1 || web.Env[0] != (EnvVar{"A", "1"}) {
+		len(web.Env) != 1 || web.Env[0] != (EnvVar{Name: "A", Value: "1"}) {
 		t.Errorf("web: %+v", web)
 	}
 	if len(web.Ports) != 1 || web.Ports[0].HostPort != 8080 || web.Ports[0].Protocol != corev1.ProtocolTCP {
@@ -68,19 +68,20 @@ func TestFromPod(t *testing.T) {
 
 func TestFromPodRefusesWhatIsNotBuilt(t *testing.T) {
 	pod := testPod()
-	pod.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox"}}
-	pod.Spec.Volumes = []corev1.Volume{{Name: "data"}}
+	always := corev1.ContainerRestartPolicyAlways
+	pod.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox", RestartPolicy: &always}}
+	pod.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{NFS: &corev1.NFSVolumeSource{Server: "n", Path: "/x"}}}}
 	c := &pod.Spec.Containers[0]
-	c.ReadinessProbe = &corev1.Probe{}
-	c.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}
-	c.Env = append(c.Env, corev1.EnvVar{Name: "B", ValueFrom: &corev1.EnvVarSource{}})
-	pod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsNonRoot: new(bool)}
+	c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: 9000}}}
+	c.Resources.Limits = corev1.ResourceList{corev1.ResourceEphemeralStorage: resource.MustParse("64Mi")}
+	c.Env = append(c.Env, corev1.EnvVar{Name: "B", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIP"}}})
+	pod.Spec.SecurityContext = &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{{Name: "net.core.somaxconn", Value: "1024"}}}
 	_, err := FromPod(pod, PodOptions{})
 	if err == nil {
 		t.Fatal("FromPod accepted fields the runtime does not implement")
 	}
-	for _, field := range []string{"spec.initContainers", "spec.volumes", "spec.securityContext",
-		"spec.containers[0].readinessProbe", "spec.containers[0].resources.limits", "spec.containers[0].env[1].valueFrom"} {
+	for _, field := range []string{"spec.initContainers[0].restartPolicy", "spec.volumes[0] (nfs)", "spec.securityContext.sysctls",
+		"spec.containers[0].readinessProbe.grpc", "spec.containers[0].resources.limits.ephemeral-storage", "spec.containers[0].env[1].valueFrom.fieldRef (status.hostIP)"} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("error does not name %s: %v", field, err)
 		}
@@ -162,7 +163,7 @@ func TestDerivePhase(t *testing.T) {
 		{[]ContainerStatus{ok, ok}, corev1.PodSucceeded},
 		{[]ContainerStatus{ok, bad}, corev1.PodFailed},
 	} {
-		if got := derivePhase(tc.cs); got != tc.want {
+		if got := derivePhase(corev1.RestartPolicyNever, tc.cs); got != tc.want {
 			t.Errorf("%+v: %s, want %s", tc.cs, got, tc.want)
 		}
 	}
@@ -249,5 +250,32 @@ func TestFollowerReadsWhatIsAppended(t *testing.T) {
 	cancel()
 	if _, err := r.Read(buf); err != io.EOF {
 		t.Errorf("read after cancel: %v, want EOF", err)
+	}
+}
+
+func TestFollowerFollowsATruncatedFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "log")
+	w, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.WriteString("a long first line\n")
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newFollower(context.Background(), f, time.Millisecond)
+	defer r.Close()
+	buf := make([]byte, 64)
+	if n, err := r.Read(buf); err != nil || string(buf[:n]) != "a long first line\n" {
+		t.Fatalf("first read %q %v", buf[:n], err)
+	}
+	if err := os.Truncate(p, 0); err != nil { // as RotateLogs does
+		t.Fatal(err)
+	}
+	w.WriteString("new\n")
+	if n, err := r.Read(buf); err != nil || string(buf[:n]) != "new\n" {
+		t.Errorf("read after truncation %q %v", buf[:n], err)
 	}
 }

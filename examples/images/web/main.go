@@ -7,6 +7,8 @@
 //	GET  /env/NAME the value of environment variable NAME
 //	GET  /cwd      the working directory
 //	GET  /file/P   the content of file /P (to check /etc/hosts, resolv.conf)
+//	PUT  /file/P   writes the request body to file /P (to check volumes)
+//	GET  /hook/N   logs "hook N" and answers 200 (a target for lifecycle hooks)
 //
 // It listens on $PORT (default 8080) and on SIGTERM logs the signal,
 // finishes in-flight requests and exits 0.
@@ -16,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net/http"
 	"os"
@@ -87,6 +90,22 @@ func main() {
 			return
 		}
 		w.Write(b)
+	})
+
+	mux.HandleFunc("GET /hook/{name}", func(w http.ResponseWriter, r *http.Request) {
+		log.Printf("hook %s", r.PathValue("name"))
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("PUT /file/{path...}", func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err == nil {
+			err = os.WriteFile("/"+r.PathValue("path"), b, 0o644)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "written")
 	})
 
 	srv := &http.Server{Addr: ":" + port, Handler: logRequests(mux), ReadHeaderTimeout: 10 * time.Second}

@@ -1,0 +1,401 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// A pod's volumes live under its directory, except hostPath volumes (the
+// node's own paths) and local persistent volumes (which outlive the pod):
+//
+//	DataDir/pods/UID/volumes/NAME          emptyDir, configMap, downwardAPI (disk)
+//	DataDir/pods/UID/volumes/NAME          emptyDir medium Memory, secret (a tmpfs mounted there)
+//	DataDir/volumes/local/NAMESPACE/CLAIM  persistentVolumeClaim
+//
+// Projected files (configMap, secret, downwardAPI) are written once, when
+// the sandbox is built; they are not updated while the pod runs.
+
+func (c *Containerd) volumeDir(uid, name string) string {
+	return filepath.Join(c.podDir(uid), "volumes", name)
+}
+
+// LocalVolumePath is where the local persistent volume of a claim lives.
+func (c *Containerd) LocalVolumePath(namespace, claim string) string {
+	return filepath.Join(c.cfg.DataDir, "volumes", "local", namespace, claim)
+}
+
+// DeleteLocalVolume deletes a claim's local persistent volume and its
+// data. The caller makes sure no pod uses it (the runtime does not check).
+// Deleting a missing volume is not an error.
+func (c *Containerd) DeleteLocalVolume(namespace, claim string) error {
+	if !validUID(namespace) || !validUID(claim) {
+		return fmt.Errorf("delete local volume %s/%s: bad name", namespace, claim)
+	}
+	if err := os.RemoveAll(c.LocalVolumePath(namespace, claim)); err != nil {
+		return fmt.Errorf("delete local volume %s/%s: %w", namespace, claim, err)
+	}
+	// Remove the namespace directory once empty.
+	os.Remove(filepath.Dir(c.LocalVolumePath(namespace, claim)))
+	return nil
+}
+
+// setupVolumes makes every volume of the pod ready to be mounted. It is
+// idempotent: a tmpfs already mounted is reused and files are rewritten.
+func (c *Containerd) setupVolumes(ctx context.Context, r *podRecord) error {
+	key := r.Spec.Key
+	objs := newObjectCache(c.cfg.Values, key.Namespace)
+	for _, v := range r.Spec.Volumes {
+		if err := c.setupVolume(ctx, objs, r, v); err != nil {
+			return fmt.Errorf("volume %s: %w", v.Name, err)
+		}
+	}
+	return nil
+}
+
+func (c *Containerd) setupVolume(ctx context.Context, objs *objectCache, r *podRecord, v Volume) error {
+	dir := c.volumeDir(r.Spec.Key.UID, v.Name)
+	switch {
+	case v.EmptyDir != nil:
+		if err := mkdirMode(dir, 0o777); err != nil {
+			return err
+		}
+		if v.EmptyDir.Memory {
+			return mountTmpfs(dir, 0o777, v.EmptyDir.SizeLimit)
+		}
+		return nil
+	case v.HostPath != nil:
+		return checkHostPath(v.HostPath)
+	case v.Local != nil:
+		if !validUID(r.Spec.Key.Namespace) {
+			return fmt.Errorf("namespace %q cannot name a local volume", r.Spec.Key.Namespace)
+		}
+		return mkdirMode(c.LocalVolumePath(r.Spec.Key.Namespace, v.Local.Claim), 0o777)
+	case v.ConfigMap != nil:
+		files, err := objectFiles(ctx, objs, "ConfigMap", v.ConfigMap)
+		if err != nil {
+			return err
+		}
+		if err := mkdirMode(dir, 0o755); err != nil {
+			return err
+		}
+		return writeFiles(dir, files)
+	case v.Secret != nil:
+		files, err := objectFiles(ctx, objs, "Secret", v.Secret)
+		if err != nil {
+			return err
+		}
+		if err := mkdirMode(dir, 0o755); err != nil {
+			return err
+		}
+		size := int64(1 << 20)
+		for _, f := range files {
+			size += 2 * int64(len(f.data))
+		}
+		if err := mountTmpfs(dir, 0o755, size); err != nil {
+			return err
+		}
+		// Secret values are written only to a tmpfs: check before writing.
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+			return fmt.Errorf("%s is not a tmpfs: refusing to write secret values there", dir)
+		}
+		return writeFiles(dir, files)
+	case v.DownwardAPI != nil:
+		files := map[string]projectedFile{}
+		for _, it := range v.DownwardAPI.Items {
+			var val string
+			var err error
+			if it.Resource != nil {
+				val, err = resourceValue(r.Spec, *it.Resource)
+			} else {
+				val, err = fieldValue(r.Spec, r.IP, it.FieldPath)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", it.Path, err)
+			}
+			files[it.Path] = projectedFile{data: []byte(val), mode: fileMode(it.Mode, v.DownwardAPI.DefaultMode)}
+		}
+		if err := mkdirMode(dir, 0o755); err != nil {
+			return err
+		}
+		return writeFiles(dir, files)
+	}
+	return errors.New("volume has no source")
+}
+
+type projectedFile struct {
+	data []byte
+	mode os.FileMode
+}
+
+func fileMode(item *int32, def int32) os.FileMode {
+	if item != nil {
+		return os.FileMode(*item) & os.ModePerm
+	}
+	return os.FileMode(def) & os.ModePerm
+}
+
+// objectFiles projects a ConfigMap's or Secret's keys as files.
+func objectFiles(ctx context.Context, objs *objectCache, kind string, ov *ObjectVolume) (map[string]projectedFile, error) {
+	vals, found, err := objs.get(ctx, kind, ov.Name)
+	if err != nil {
+		return nil, err
+	}
+	files := map[string]projectedFile{}
+	if !found {
+		if ov.Optional {
+			return files, nil
+		}
+		return nil, fmt.Errorf("%s %q not found", strings.ToLower(kind), ov.Name)
+	}
+	if len(ov.Items) == 0 {
+		for k, v := range vals {
+			if err := checkRelPath("key", k); err != nil {
+				return nil, fmt.Errorf("%s %s: %w", kind, ov.Name, err)
+			}
+			files[k] = projectedFile{data: v, mode: fileMode(nil, ov.DefaultMode)}
+		}
+		return files, nil
+	}
+	for _, it := range ov.Items {
+		v, ok := vals[it.Key]
+		if !ok {
+			if ov.Optional {
+				continue
+			}
+			return nil, fmt.Errorf("%s %s has no key %q (mark the volume optional to allow it)", kind, ov.Name, it.Key)
+		}
+		files[it.Path] = projectedFile{data: v, mode: fileMode(it.Mode, ov.DefaultMode)}
+	}
+	return files, nil
+}
+
+// writeFiles writes projected files under dir with their modes.
+func writeFiles(dir string, files map[string]projectedFile) error {
+	for p, f := range files {
+		full := filepath.Join(dir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(full, f.data, f.mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(full, f.mode); err != nil { // WriteFile's mode is cut by the umask
+			return err
+		}
+	}
+	return nil
+}
+
+func mkdirMode(dir string, mode os.FileMode) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.Chmod(dir, mode)
+}
+
+// mountTmpfs mounts a tmpfs on dir unless one is there already.
+func mountTmpfs(dir string, mode os.FileMode, size int64) error {
+	if isMountPoint(dir) {
+		return nil
+	}
+	opts := "mode=" + strconv.FormatUint(uint64(mode), 8)
+	if size > 0 {
+		opts += ",size=" + strconv.FormatInt(size, 10)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return fmt.Errorf("mount tmpfs on %s: %w", dir, err)
+	}
+	return nil
+}
+
+// isMountPoint reports whether dir is on another device than its parent.
+func isMountPoint(dir string) bool {
+	var st, parent unix.Stat_t
+	if unix.Stat(dir, &st) != nil || unix.Stat(filepath.Dir(dir), &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev
+}
+
+// checkHostPath applies the hostPath type rules, creating what the
+// *OrCreate types ask for.
+func checkHostPath(h *HostPathVolume) error {
+	fi, err := os.Stat(h.Path)
+	exists := err == nil
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	want := func(ok bool, what string) error {
+		if !exists {
+			return fmt.Errorf("hostPath %s does not exist (type %s)", h.Path, h.Type)
+		}
+		if !ok {
+			return fmt.Errorf("hostPath %s is not a %s (type %s)", h.Path, what, h.Type)
+		}
+		return nil
+	}
+	switch h.Type {
+	case corev1.HostPathUnset:
+		return nil
+	case corev1.HostPathDirectoryOrCreate:
+		if !exists {
+			return mkdirMode(h.Path, 0o755)
+		}
+		return want(fi.IsDir(), "directory")
+	case corev1.HostPathDirectory:
+		return want(exists && fi.IsDir(), "directory")
+	case corev1.HostPathFileOrCreate:
+		if !exists {
+			if err := os.MkdirAll(filepath.Dir(h.Path), 0o755); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(h.Path, os.O_CREATE|os.O_WRONLY, 0o644)
+			if err != nil {
+				return err
+			}
+			return f.Close()
+		}
+		return want(fi.Mode().IsRegular(), "file")
+	case corev1.HostPathFile:
+		return want(exists && fi.Mode().IsRegular(), "file")
+	case corev1.HostPathSocket:
+		return want(exists && fi.Mode()&os.ModeSocket != 0, "socket")
+	case corev1.HostPathCharDev:
+		return want(exists && fi.Mode()&os.ModeCharDevice != 0, "character device")
+	case corev1.HostPathBlockDev:
+		return want(exists && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0, "block device")
+	}
+	return fmt.Errorf("unknown hostPath type %q", h.Type)
+}
+
+// containerMounts returns the OCI mounts of a container's volumeMounts,
+// parents before children. ConfigMap, Secret and downward API volumes are
+// always read-only, as in Kubernetes.
+func (c *Containerd) containerMounts(r *podRecord, cs ContainerSpec) ([]specs.Mount, error) {
+	vols := map[string]Volume{}
+	for _, v := range r.Spec.Volumes {
+		vols[v.Name] = v
+	}
+	ms := append([]Mount(nil), cs.Mounts...)
+	sort.SliceStable(ms, func(i, j int) bool {
+		return strings.Count(filepath.Clean(ms[i].Path), "/") < strings.Count(filepath.Clean(ms[j].Path), "/")
+	})
+	var out []specs.Mount
+	for _, m := range ms {
+		v, ok := vols[m.Volume]
+		if !ok {
+			return nil, fmt.Errorf("volumeMount %s: no volume %q", m.Path, m.Volume)
+		}
+		src := c.volumeDir(r.Spec.Key.UID, v.Name)
+		projected := v.ConfigMap != nil || v.Secret != nil || v.DownwardAPI != nil
+		switch {
+		case v.HostPath != nil:
+			src = v.HostPath.Path
+		case v.Local != nil:
+			src = c.LocalVolumePath(r.Spec.Key.Namespace, v.Local.Claim)
+		}
+		if m.SubPath != "" {
+			sub, err := subPathSource(src, m.SubPath, !projected && !m.ReadOnly)
+			if err != nil {
+				return nil, fmt.Errorf("volumeMount %s: %w", m.Path, err)
+			}
+			src = sub
+		}
+		opt := "rw"
+		if m.ReadOnly || projected {
+			opt = "ro"
+		}
+		out = append(out, specs.Mount{Destination: m.Path, Type: "bind", Source: src, Options: []string{"rbind", opt}})
+	}
+	return out, nil
+}
+
+// subPathSource resolves a subPath inside root, refusing one that leaves
+// it through a symlink, and creating a missing directory when create.
+func subPathSource(root, sub string, create bool) (string, error) {
+	p := filepath.Join(root, sub)
+	if _, err := os.Lstat(p); os.IsNotExist(err) {
+		if !create {
+			return "", fmt.Errorf("subPath %q does not exist in the volume", sub)
+		}
+		if err := os.MkdirAll(p, 0o777); err != nil {
+			return "", err
+		}
+	}
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return "", err
+	}
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", err
+	}
+	if real != realRoot && !strings.HasPrefix(real, realRoot+"/") {
+		return "", fmt.Errorf("subPath %q leaves the volume", sub)
+	}
+	return real, nil
+}
+
+// unmountUnder unmounts every mount point below dir (tmpfs volumes),
+// deepest first.
+func unmountUnder(dir string) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var points []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(fields[4])
+		if strings.HasPrefix(mp, dir+"/") {
+			points = append(points, mp)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	var errs []error
+	for _, p := range points {
+		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
