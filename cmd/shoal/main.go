@@ -58,6 +58,9 @@ Kubernetes-style YAML. There is no API server: the only way to change the cluste
 		newValidateCommand(),
 		newPlanCommand(),
 		newSecretCommand(),
+		newAgentCommand(),
+		newStatusCommand(),
+		newGetCommand(),
 		newVersionCommand(),
 	)
 	return root

@@ -1,0 +1,50 @@
+// Package agent wires one node of a shoal cluster: the replicated state
+// store behind the cluster's raft, the node's clone of the repository, the
+// leader's loops, the node's pod loop (the kubelet's job) and the read-only
+// status API. It holds no placement or controller logic of its own beyond
+// the bare-Pod stand-in below; decisions are pure functions of a state
+// snapshot (PlanBarePods, PlanPodCIDRs, PlanNodeHealth, PlanPodSync,
+// PodStatusUpdates, and the scheduler), and the loops only execute them.
+//
+// # Order of work
+//
+// Start validates the Config, opens the Git clone (gitsource.Open) and the
+// state store, starts the cluster node with an adapter FSM (state's FSM
+// answers *state.Result; cluster needs nil, []byte or error, so the result
+// crosses the network as JSON and applyCommand decodes it), and then runs:
+//
+//   - the Git watcher, on every node: the newest verified commit (or the
+//     reason verification refused it) is what the leader's pinning loop
+//     reads;
+//   - the leader loops, from cluster.RunLeaderLoops: pinning, pod-CIDR
+//     allocation, the bare-Pod controller, scheduling and node health. Each
+//     step reads a fresh snapshot and writes its decision, and runs again
+//     when the tables it reads change; none keeps memory between steps, so
+//     a new leader resumes from the replicated state;
+//   - the node loop: register the node (UpsertNode), wait until the local
+//     replica has applied that write (so it holds everything committed
+//     before), wait for the node's pod CIDR, build the runtime, adopt what
+//     it already runs (runtime GC with the pods bound here), then converge
+//     the runtime on the pods bound here, restart containers under their
+//     restartPolicy (runtime.PlanRestarts), run their probes
+//     (runtime.PlanProbes) and report their status in batches;
+//   - with the containerd runtime, the routes to the other nodes' pod CIDRs
+//     (host-gw, netlink, marked RouteProtocol so only ours are removed);
+//   - the status API (HTTP JSON, loopback by default, the bearer token from
+//     StatusToken elsewhere).
+//
+// # The bare-Pod controller
+//
+// Until the reconciler package owns controllers, PlanBarePods handles `v1
+// Pod` objects only: one record per Pod at the pinned commit, deleted when
+// the Pod leaves Git, replaced (deleted, then created) when its spec
+// changes. Like a Kubernetes bare pod, a lost or finished one is not
+// replaced. Pods with an owner kind are left alone.
+//
+// # Deletion
+//
+// The leader sets a pod's desired state to delete; the owning node stops it
+// and reports it terminal; the leader then deletes the record, and the node
+// removes the pod from its runtime once the record is gone. A pod that was
+// never bound, or whose node is gone, is deleted at once.
+package agent
