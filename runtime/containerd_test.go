@@ -492,6 +492,30 @@ func TestContainerdImportOCITarball(t *testing.T) {
 	if err := n.RemovePod(ctx, spec.Key); err != nil {
 		t.Fatal(err)
 	}
+
+	// The same through ImportImageArchive, as `shoal image import` does with no node runtime.
+	archive := filepath.Join(t.TempDir(), "batch-archive.tar")
+	if err := testimages.WriteOCITar(img, "shoal.dev/test/batch:archive", archive); err != nil {
+		t.Fatal(err)
+	}
+	fa, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fa.Close()
+	if names, err := ImportImageArchive(ctx, n.cfg.Address, n.cfg.Namespace, "", fa); err != nil || len(names) != 1 || names[0] != "shoal.dev/test/batch:archive" {
+		t.Fatalf("ImportImageArchive: %v, %v", names, err)
+	}
+	spec = podSpec("archived", ContainerSpec{Name: "b", Image: "shoal.dev/test/batch:archive", PullPolicy: corev1.PullNever, Args: []string{"-exit-code=0"}})
+	if _, err := n.RunPod(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if c := waitTerminated(t, n, spec.Key, "b"); c.Reason != ReasonCompleted {
+		t.Errorf("%+v", c)
+	}
+	if err := n.RemovePod(ctx, spec.Key); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestContainerdHostPort(t *testing.T) {

@@ -6,9 +6,11 @@ import (
 	"io"
 	"net"
 	"strings"
+	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
 	corev1 "k8s.io/api/core/v1"
@@ -98,20 +100,38 @@ func isLoopbackHost(host string) bool {
 // It returns the image names, which pods then use with imagePullPolicy
 // Never or IfNotPresent.
 func (c *Containerd) ImportImages(ctx context.Context, r io.Reader) ([]string, error) {
-	ctx = c.ctx(ctx)
-	ctx, done, err := c.client.WithLease(ctx)
+	return importImages(c.ctx(ctx), c.client, c.cfg.Snapshotter, r)
+}
+
+// ImportImageArchive is ImportImages for a caller that has no node runtime:
+// `shoal image import` on a machine whose agent is stopped or not yet
+// started. It connects to the containerd at address, imports into namespace
+// (default "shoal", the agent's) and unpacks for snapshotter (default
+// overlayfs).
+func ImportImageArchive(ctx context.Context, address, namespace, snapshotter string, r io.Reader) ([]string, error) {
+	cfg := Config{Namespace: namespace, Snapshotter: snapshotter}.withDefaults()
+	client, err := containerd.New(address, containerd.WithDefaultNamespace(cfg.Namespace), containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("connect to containerd at %s: %w", address, err)
+	}
+	defer client.Close()
+	return importImages(namespaces.WithNamespace(ctx, cfg.Namespace), client, cfg.Snapshotter, r)
+}
+
+func importImages(ctx context.Context, client *containerd.Client, snapshotter string, r io.Reader) ([]string, error) {
+	ctx, done, err := client.WithLease(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer done(context.WithoutCancel(ctx))
-	imgs, err := c.client.Import(ctx, r)
+	imgs, err := client.Import(ctx, r)
 	if err != nil {
 		return nil, fmt.Errorf("import images: %w", err)
 	}
 	var names []string
 	for _, im := range imgs {
-		img := containerd.NewImage(c.client, im)
-		if err := img.Unpack(ctx, c.cfg.Snapshotter); err != nil {
+		img := containerd.NewImage(client, im)
+		if err := img.Unpack(ctx, snapshotter); err != nil {
 			return names, fmt.Errorf("import images: unpack %s: %w", im.Name, err)
 		}
 		names = append(names, im.Name)

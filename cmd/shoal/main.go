@@ -61,6 +61,7 @@ Kubernetes-style YAML. There is no API server: the only way to change the cluste
 		newAgentCommand(),
 		newStatusCommand(),
 		newGetCommand(),
+		newImageCommand(),
 		newVersionCommand(),
 	)
 	return root
