@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -671,4 +672,36 @@ func TestHelperStartContainerd(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Printf("pid=%d\n", d.PID)
+}
+
+// TestContainerdConcurrentFirstPods starts several pods at once on a fresh node, as an agent does
+// after a restart or a burst of bindings: the first CNI calls must not race (under -race).
+func TestContainerdConcurrentFirstPods(t *testing.T) {
+	n := newTestNode(t)
+	ctx := context.Background()
+	if _, err := n.EnsureImage(ctx, n.env.images["web"], corev1.PullIfNotPresent); err != nil {
+		t.Fatal(err)
+	}
+	specs := make([]PodSpec, 3)
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i := range specs {
+		specs[i] = podSpec(fmt.Sprintf("burst-%d", i), ContainerSpec{Name: "web", Image: n.env.images["web"], PullPolicy: corev1.PullIfNotPresent})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = n.RunPod(ctx, specs[i])
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("%s: %v", specs[i].Key.Name, err)
+		}
+	}
+	for _, s := range specs {
+		if err := n.RemovePod(ctx, s.Key); err != nil {
+			t.Error(err)
+		}
+	}
 }

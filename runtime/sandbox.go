@@ -13,7 +13,9 @@ import (
 	"strings"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,7 +119,10 @@ func newCNINet(cfg Config) (*cniNet, error) {
 			return nil, err
 		}
 	}
-	return &cniNet{cni: libcni.NewCNIConfigWithCacheDir(cfg.CNIBinDirs, cache, nil), lo: lo, main: main}, nil
+	// An explicit exec: with nil, libcni fills in its default lazily and without a lock on the
+	// first call, which races when a fresh node sets up several pods at once.
+	exec := &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}}
+	return &cniNet{cni: libcni.NewCNIConfigWithCacheDir(cfg.CNIBinDirs, cache, exec), lo: lo, main: main}, nil
 }
 
 func findPlugin(dirs []string, name string) (string, error) {
