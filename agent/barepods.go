@@ -14,10 +14,11 @@ import (
 	"github.com/shoal-dev/shoal/state"
 )
 
-// This file is the bare-Pod controller: a stand-in, clearly scoped, until the
-// reconciler package owns controllers. It handles only pods with no owner
-// (Owner.Kind == ""): one record per `v1 Pod` at the pinned commit. Like a
-// Kubernetes bare pod, a pod that was lost or finished is not replaced.
+// This file is the bare-Pod controller. The reconciler's controllers own the
+// pods with an owner kind (workloads.go) and leave bare pods to the agent;
+// this one handles only pods with no owner (Owner.Kind == ""): one record
+// per `v1 Pod` at the pinned commit. Like a Kubernetes bare pod, a pod that
+// was lost or finished is not replaced.
 
 // BarePodPlan is what the bare-Pod controller wants written.
 type BarePodPlan struct {

@@ -2,9 +2,10 @@
 // store behind the cluster's raft, the node's clone of the repository, the
 // leader's loops, the node's pod loop (the kubelet's job) and the read-only
 // status API. It holds no placement or controller logic of its own beyond
-// the bare-Pod stand-in below; decisions are pure functions of a state
-// snapshot (PlanBarePods, PlanPodCIDRs, PlanNodeHealth, PlanPodSync,
-// PodStatusUpdates, and the scheduler), and the loops only execute them.
+// the bare-Pod controller below; decisions are pure functions of a state
+// snapshot (reconciler.Reconcile, PlanBarePods, PlanPodCIDRs,
+// PlanNodeHealth, PlanPodSync, PodStatusUpdates, and the scheduler), and
+// the loops only execute them.
 //
 // # Order of work
 //
@@ -17,7 +18,9 @@
 //     reason verification refused it) is what the leader's pinning loop
 //     reads;
 //   - the leader loops, from cluster.RunLeaderLoops: pinning, pod-CIDR
-//     allocation, the bare-Pod controller, scheduling and node health. Each
+//     allocation, the bare-Pod controller, the workload controllers
+//     (reconciler.Reconcile, its Plan.Commands applied in order, run again
+//     at Plan.NextAt), scheduling and node health. Each
 //     step reads a fresh snapshot and writes its decision, and runs again
 //     when the tables it reads change; none keeps memory between steps, so
 //     a new leader resumes from the replicated state;
@@ -33,13 +36,16 @@
 //   - the status API (HTTP JSON, loopback by default, the bearer token from
 //     StatusToken elsewhere).
 //
-// # The bare-Pod controller
+// # Bare pods and workloads
 //
-// Until the reconciler package owns controllers, PlanBarePods handles `v1
-// Pod` objects only: one record per Pod at the pinned commit, deleted when
-// the Pod leaves Git, replaced (deleted, then created) when its spec
-// changes. Like a Kubernetes bare pod, a lost or finished one is not
-// replaced. Pods with an owner kind are left alone.
+// PlanBarePods handles `v1 Pod` objects, which the reconciler leaves to the
+// agent: one record per Pod at the pinned commit, deleted when the Pod
+// leaves Git, replaced (deleted, then created) when its spec changes. Like
+// a Kubernetes bare pod, a lost or finished one is not replaced. Pods with
+// an owner kind are the reconciler's, and the reconciler touches no pod
+// without one, so the two loops never act on the same pod. The node builds
+// an owned pod's Pod from its owner's template at the pod's commit
+// (podManifest).
 //
 // # Deletion
 //

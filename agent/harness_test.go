@@ -128,7 +128,8 @@ type watchedRuntime struct {
 	*runtime.Fake
 	mu      sync.Mutex
 	changed chan struct{}
-	runs    map[string]int // RunPod calls per UID
+	runs    map[string]int      // RunPod calls per UID
+	images  map[string][]string // images of the last RunPod per UID
 	adopted []runtime.PodKey
 	rounds  int // ListPods calls
 
@@ -137,7 +138,7 @@ type watchedRuntime struct {
 }
 
 func newWatchedRuntime(cidr string) *watchedRuntime {
-	w := &watchedRuntime{changed: make(chan struct{}), runs: map[string]int{}}
+	w := &watchedRuntime{changed: make(chan struct{}), runs: map[string]int{}, images: map[string][]string{}}
 	w.Fake = runtime.NewFake(runtime.FakeConfig{
 		PodCIDR: mustPrefix(cidr),
 		ProbeResults: func(key runtime.PodKey, container string, _ runtime.Probe) runtime.ProbeResult {
@@ -171,7 +172,13 @@ func (w *watchedRuntime) signal(f func()) {
 
 func (w *watchedRuntime) RunPod(ctx context.Context, spec runtime.PodSpec) (runtime.PodStatus, error) {
 	st, err := w.Fake.RunPod(ctx, spec)
-	w.signal(func() { w.runs[spec.Key.UID]++ })
+	w.signal(func() {
+		w.runs[spec.Key.UID]++
+		w.images[spec.Key.UID] = nil
+		for _, c := range spec.Containers {
+			w.images[spec.Key.UID] = append(w.images[spec.Key.UID], c.Image)
+		}
+	})
 	return st, err
 }
 
@@ -203,6 +210,13 @@ func (w *watchedRuntime) runCount(uid string) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.runs[uid]
+}
+
+// imagesOf returns the images the pod was last run with.
+func (w *watchedRuntime) imagesOf(uid string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.images[uid]
 }
 
 // holds returns the UIDs the runtime holds.

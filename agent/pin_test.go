@@ -7,11 +7,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/shoal-dev/shoal/gitsource"
+	"github.com/shoal-dev/shoal/manifest"
 	"github.com/shoal-dev/shoal/state"
 )
 
@@ -107,11 +109,11 @@ func TestSourceFetchesACommitItLacks(t *testing.T) {
 	if a.src.repo.HasCommit(plumbingHash(c1)) {
 		t.Fatal("the fresh clone already has the commit")
 	}
-	p, err := a.src.podObject(context.Background(), c1, "default", "a")
+	p, err := a.src.podFor(context.Background(), &state.Pod{Namespace: "default", Name: "a", Commit: c1})
 	if err != nil || p.Spec.Containers[0].Image != "a:1" {
 		t.Fatalf("pod a at c1: %v, %v", p, err)
 	}
-	if _, err := a.src.podObject(context.Background(), c1, "default", "b"); err == nil {
+	if _, err := a.src.podFor(context.Background(), &state.Pod{Namespace: "default", Name: "b", Commit: c1}); err == nil {
 		t.Error("pod b found at c1, where it does not exist yet")
 	}
 	l, err := a.src.load(context.Background(), c2)
@@ -124,3 +126,32 @@ func TestSourceFetchesACommitItLacks(t *testing.T) {
 }
 
 func plumbingHash(s string) plumbing.Hash { return plumbing.NewHash(s) }
+
+// A workload whose pod template the runtime cannot run refuses the commit
+// as a bare Pod would: its pods would fail on every node, to be replaced
+// without end. The manifest layer refuses the same fields today, so the
+// set is judged here without its validation errors, as if it had let one
+// through.
+func TestJudgeWorkloadTemplates(t *testing.T) {
+	web := deploymentYAML("web", "web:1", 2)
+	bad := strings.Replace(web, "      containers:\n", "      hostPID: true\n      containers:\n", 1)
+	if bad == web {
+		t.Fatal("the template was not changed")
+	}
+	for _, tc := range []struct {
+		name, text, want string
+	}{
+		{"runnable", web, ""},
+		{"hostPID", bad, "Deployment default/web: pod template: pod default/web: not supported by the runtime yet: spec.hostPID"},
+	} {
+		fsys := fstest.MapFS{"web.yaml": &fstest.MapFile{Data: []byte(tc.text)}}
+		set, _ := manifest.Load(fsys, ".")
+		if set == nil || set.Len() != 1 {
+			t.Fatalf("%s: set %v", tc.name, set)
+		}
+		got := judgeCommit(loaded{set: set})
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

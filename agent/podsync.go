@@ -380,7 +380,7 @@ func (a *Agent) podSpecs(ctx context.Context, v *state.Snapshot, actual []runtim
 		if rec == nil || rec.NodeName != a.cfg.NodeName || rec.Desired != state.DesiredRun || rec.Status.Phase == state.PhaseLost {
 			continue
 		}
-		obj, err := a.src.podObject(ctx, rec.Commit, rec.Namespace, rec.Name)
+		obj, err := a.src.podFor(ctx, rec)
 		if err == nil {
 			var spec runtime.PodSpec
 			if spec, err = runtimeSpec(obj, rec.UID, a.podOptions()); err == nil {
@@ -495,7 +495,7 @@ func (a *Agent) execute(ctx context.Context, rt PodRuntime, act PodAction) (stat
 	log := a.log.With("pod", act.Key.Namespace+"/"+act.Key.Name, "uid", act.Key.UID)
 	switch act.Op {
 	case OpRun:
-		obj, err := a.src.podObject(ctx, act.Pod.Commit, act.Pod.Namespace, act.Pod.Name)
+		obj, err := a.src.podFor(ctx, act.Pod)
 		if err != nil {
 			log.Warn("pod manifest unavailable", "err", err)
 			return state.PodStatus{Phase: state.PhasePending, Reason: "ManifestUnavailable", Message: err.Error()}, true

@@ -15,6 +15,7 @@ import (
 	"github.com/shoal-dev/shoal/gitsource"
 	"github.com/shoal-dev/shoal/manifest"
 	"github.com/shoal-dev/shoal/runtime"
+	"github.com/shoal-dev/shoal/state"
 )
 
 // candidate is the newest commit this node's watcher saw on the followed
@@ -157,24 +158,14 @@ func (s *source) load(ctx context.Context, commit string) (loaded, error) {
 	return l, nil
 }
 
-// podObject returns the Pod manifest namespace/name at commit.
-func (s *source) podObject(ctx context.Context, commit, namespace, name string) (*corev1.Pod, error) {
-	l, err := s.load(ctx, commit)
+// podFor returns the Pod a record runs, read at the record's commit (see
+// podManifest).
+func (s *source) podFor(ctx context.Context, rec *state.Pod) (*corev1.Pod, error) {
+	l, err := s.load(ctx, rec.Commit)
 	if err != nil {
 		return nil, err
 	}
-	if l.set == nil {
-		return nil, fmt.Errorf("commit %s holds no objects", commit)
-	}
-	o := l.set.Get(manifest.Key{Kind: "Pod", Namespace: namespace, Name: name})
-	if o == nil {
-		return nil, fmt.Errorf("pod %s/%s is not in commit %s", namespace, name, commit)
-	}
-	p, ok := o.Obj.(*corev1.Pod)
-	if !ok {
-		return nil, fmt.Errorf("pod %s/%s at %s decoded as %T", namespace, name, commit, o.Obj)
-	}
-	return p, nil
+	return podManifest(l.set, rec)
 }
 
 // judgeCommit says why a commit must be refused, or "" when it can be
@@ -192,9 +183,24 @@ func judgeCommit(l loaded) string {
 		return "no objects could be read"
 	}
 	var msgs []string
+	opts := runtime.PodOptions{NodeName: "validation"}
 	for _, p := range barePods(l.set) {
-		if _, err := runtimeSpec(p, "validation", runtime.PodOptions{NodeName: "validation"}); err != nil {
+		if _, err := runtimeSpec(p, "validation", opts); err != nil {
 			msgs = append(msgs, fmt.Sprintf("Pod %s/%s: %v", p.Namespace, p.Name, err))
+		}
+	}
+	// A workload's template is checked the same way: its pods would fail on
+	// their node, and a controller would replace them without end.
+	for _, o := range l.set.Objects() {
+		if !ownerKinds[o.Key.Kind] {
+			continue
+		}
+		t, err := podTemplate(o)
+		if err == nil {
+			_, err = runtimeSpec(templatePod(t, o.Key.Namespace, o.Key.Name, "validation", t.Labels), "validation", opts)
+		}
+		if err != nil {
+			msgs = append(msgs, fmt.Sprintf("%s %s/%s: pod template: %v", o.Key.Kind, o.Key.Namespace, o.Key.Name, err))
 		}
 	}
 	if len(msgs) > 0 {
