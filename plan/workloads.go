@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/shoal-dev/shoal/manifest"
+	"github.com/shoal-dev/shoal/reconciler"
 )
 
 // pair returns a change's two sides as their typed objects. ok is false when a side the op
@@ -102,27 +103,13 @@ func deploymentRollout(from, to int, s appsv1.DeploymentStrategy) string {
 }
 
 // fenceposts resolves a rolling update's maxSurge and maxUnavailable against the replica count
-// as Kubernetes does (deployment/util.ResolveFenceposts): maxSurge rounds up, maxUnavailable
-// rounds down, and when both come to 0, maxUnavailable is 1 so the rollout can progress.
-// Unset values take Kubernetes' default of 25%.
+// with the Deployment controller's own arithmetic (reconciler.Fenceposts), so that what the plan
+// says is what the reconciler does.
 func fenceposts(maxSurge, maxUnavailable *intstr.IntOrString, replicas int) (surge, unavailable int, err error) {
-	def := intstr.FromString("25%")
-	if maxSurge == nil {
-		maxSurge = &def
-	}
-	if maxUnavailable == nil {
-		maxUnavailable = &def
-	}
-	if surge, err = intstr.GetScaledValueFromIntOrPercent(maxSurge, replicas, true); err != nil {
-		return 0, 0, fmt.Errorf("maxSurge: %w", err)
-	}
-	if unavailable, err = intstr.GetScaledValueFromIntOrPercent(maxUnavailable, replicas, false); err != nil {
-		return 0, 0, fmt.Errorf("maxUnavailable: %w", err)
-	}
-	if surge == 0 && unavailable == 0 {
-		unavailable = 1
-	}
-	return surge, unavailable, nil
+	return reconciler.Fenceposts(appsv1.DeploymentStrategy{
+		Type:          appsv1.RollingUpdateDeploymentStrategyType,
+		RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: maxSurge, MaxUnavailable: maxUnavailable},
+	}, replicas)
 }
 
 // StatefulSet rules: stable names, ordered creation and deletion, reverse-ordinal updates.
