@@ -263,7 +263,7 @@ func (c *ctrBaseline) remove(ctx context.Context, i int) error {
 	ctr, err := c.n.client.LoadContainer(c.n.ctx(ctx), name)
 	switch {
 	case err == nil:
-		errs = append(errs, deleteContainer(c.n.ctx(ctx), ctr))
+		errs = append(errs, c.n.deleteContainer(c.n.ctx(ctx), ctr))
 	case !errdefs.IsNotFound(err):
 		errs = append(errs, fmt.Errorf("load container %s: %w", name, err))
 	}

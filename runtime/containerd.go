@@ -14,7 +14,6 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
@@ -45,6 +44,8 @@ type Containerd struct {
 	gcMu  sync.RWMutex
 	mu    sync.Mutex
 	locks map[string]*podLock // per pod UID
+
+	outputs outputs // copiers of container output into logs
 }
 
 var _ Runtime = (*Containerd)(nil)
@@ -80,12 +81,22 @@ func NewContainerd(ctx context.Context, cfg Config) (*Containerd, error) {
 	if len(dns.Nameservers) == 0 && len(dns.Searches) == 0 {
 		dns = hostDNS("/etc/resolv.conf")
 	}
-	return &Containerd{cfg: cfg, client: client, net: net, log: cfg.Logger, dns: dns, locks: map[string]*podLock{},
-		swapAccounting: hasSwapAccounting()}, nil
+	c := &Containerd{cfg: cfg, client: client, net: net, log: cfg.Logger, dns: dns, locks: map[string]*podLock{},
+		swapAccounting: hasSwapAccounting(), outputs: outputs{m: map[string]*output{}}}
+	if err := c.attachOutputs(c.ctx(ctx)); err != nil {
+		// Logs of some containers stay incomplete; the pods are fine.
+		c.log.Warn("resuming container output", "err", err)
+	}
+	return c, nil
 }
 
-// Close closes the connection to containerd. Pods keep running.
-func (c *Containerd) Close() error { return c.client.Close() }
+// Close stops copying container output and closes the connection to
+// containerd. Pods keep running, and so does their output: it waits in
+// the FIFOs for the next process to attach.
+func (c *Containerd) Close() error {
+	c.detachOutputs()
+	return c.client.Close()
+}
 
 // Client exposes the containerd client, for tests and diagnostics.
 func (c *Containerd) Client() *containerd.Client { return c.client }
@@ -216,7 +227,7 @@ func (c *Containerd) startOne(ctx context.Context, r *podRecord, cs ContainerSpe
 	key := r.Spec.Key
 	if cr := r.Containers[cs.Name]; cr != nil {
 		if ctr, err := c.client.LoadContainer(ctx, cr.ID); err == nil {
-			if err := deleteContainer(ctx, ctr); err != nil {
+			if err := c.deleteContainer(ctx, ctr); err != nil {
 				c.log.Warn("cannot remove an unfinished container", "pod", key.Namespace+"/"+key.Name, "container", cs.Name, "err", err)
 				return
 			}
@@ -404,12 +415,12 @@ func (c *Containerd) createAndStart(ctx context.Context, r *podRecord, cs Contai
 	}
 	defer func() {
 		if retErr != nil {
-			if err := deleteContainer(context.WithoutCancel(ctx), ctr); err != nil {
+			if err := c.deleteContainer(context.WithoutCancel(ctx), ctr); err != nil {
 				retErr = errors.Join(retErr, err)
 			}
 		}
 	}()
-	task, err := ctr.NewTask(ctx, cio.LogFile(c.logPath(key.UID, cs.Name)))
+	task, err := c.newTaskWithOutput(ctx, ctr, c.logPath(key.UID, cs.Name))
 	if err != nil {
 		return fmt.Errorf("create task: %w", err)
 	}
@@ -428,9 +439,10 @@ func requireArgs(_ context.Context, _ oci.Client, _ *containers.Container, s *oc
 	return nil
 }
 
-// deleteContainer kills and deletes the task, then the container with its
-// snapshot. Missing pieces are not errors.
-func deleteContainer(ctx context.Context, ctr containerd.Container) error {
+// deleteContainer kills and deletes the task, lets the output copier
+// finish, then deletes the container with its snapshot. Missing pieces are
+// not errors.
+func (c *Containerd) deleteContainer(ctx context.Context, ctr containerd.Container) error {
 	var errs []error
 	if task, err := ctr.Task(ctx, nil); err == nil {
 		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
@@ -439,6 +451,7 @@ func deleteContainer(ctx context.Context, ctr containerd.Container) error {
 	} else if !errdefs.IsNotFound(err) {
 		errs = append(errs, fmt.Errorf("load task %s: %w", ctr.ID(), err))
 	}
+	c.releaseOutput(ctr.ID(), outputDrainWait)
 	if err := ctr.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		errs = append(errs, fmt.Errorf("delete container %s: %w", ctr.ID(), err))
 	}

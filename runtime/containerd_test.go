@@ -569,7 +569,7 @@ func TestContainerdRunPodResumesInterruptedStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := deleteContainer(n.ctx(ctx), ctr); err != nil {
+	if err := n.deleteContainer(n.ctx(ctx), ctr); err != nil {
 		t.Fatal(err)
 	}
 	r.Containers["web"].StartedAt = time.Time{}

@@ -48,7 +48,7 @@
 //     those first starts, so the agent need not call RunPod again).
 //   - StopPod runs preStop hooks, sends SIGTERM to every running
 //     container, SIGKILL after the grace period, and keeps the exit codes
-//     (and the stopped tasks, so the logs get their last lines); the pod
+//     (and the stopped tasks, whose exit status stays readable); the pod
 //     never runs anything again. RemovePod then deletes every trace of the
 //     pod. RemovePod alone does both.
 //   - GC(wanted) is how an agent adopts after a restart: pods in wanted are
@@ -66,12 +66,12 @@
 //
 //	DataDir/pods/UID/pod.json        the pod record, written before each step
 //	DataDir/pods/UID/{hosts,hostname,resolv.conf}
-//	DataDir/pods/UID/logs/NAME.log   stdout+stderr of every run, written by the shim
+//	DataDir/pods/UID/logs/NAME.log   stdout+stderr of every run (see output.go)
 //	                                 (NAME.log.N: copies made by RotateLogs)
 //	DataDir/pods/UID/volumes/NAME    emptyDir, configMap, downwardAPI; tmpfs for
 //	                                 emptyDir medium Memory and secret
 //	DataDir/volumes/local/NS/CLAIM   local persistent volumes (outlive the pod)
-//	DataDir/fifo/                    exec probes' FIFOs while they run
+//	DataDir/fifo/                    FIFOs of running tasks and exec probes
 //	DataDir/netns/UID                the pod's network namespace (bind mount)
 //	DataDir/cni/networks/NETWORK/    host-local allocations
 //	DataDir/cni/cache/               libcni's result cache

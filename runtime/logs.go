@@ -11,9 +11,9 @@ import (
 	"time"
 )
 
-// Logs implements Runtime. The log is the file the container's shim writes
-// stdout and stderr to (interleaved, unstructured); it survives agent
-// restarts because the shim, not the agent, writes it.
+// Logs implements Runtime. The log is the file the runtime's output
+// copier appends stdout and stderr to (interleaved, unstructured; see
+// output.go); it survives agent restarts, and copying resumes after one.
 func (c *Containerd) Logs(ctx context.Context, key PodKey, container string, opts LogOptions) (io.ReadCloser, error) {
 	r, err := c.loadRecord(key.UID)
 	if err != nil {

@@ -66,3 +66,55 @@ func TestContainerdRotateLogs(t *testing.T) {
 	}
 	n.assertNoLeaks(t)
 }
+
+// TestContainerdLogsAcrossRestart: output written while the runtime is
+// replaced (an agent restart) reaches the log, and once StopPod returns the
+// program's last line, written to stderr just before it exits, is in the
+// log already.
+func TestContainerdLogsAcrossRestart(t *testing.T) {
+	n := newTestNode(t)
+	ctx := context.Background()
+	spec := podSpec("logs-restart", ContainerSpec{Name: "web", Image: n.env.images["web"], PullPolicy: corev1.PullIfNotPresent})
+	spec.TerminationGracePeriod = 20 * time.Second
+	st, err := n.RunPod(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitHTTP(t, st.PodIP, "/healthz")
+	if code, _, err := httpGet("http://" + st.PodIP + ":8080/hook/before-restart"); err != nil || code != 200 {
+		t.Fatalf("GET: %d %v", code, err)
+	}
+	waitLog(t, n, spec.Key, "web", "hook before-restart")
+
+	n.Containerd.Close()
+	// Written while no copier runs: it waits in the FIFO.
+	if code, _, err := httpGet("http://" + st.PodIP + ":8080/hook/while-down"); err != nil || code != 200 {
+		t.Fatalf("GET: %d %v", code, err)
+	}
+	rt, err := NewContainerd(ctx, n.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Containerd = rt
+	if code, _, err := httpGet("http://" + st.PodIP + ":8080/hook/after-restart"); err != nil || code != 200 {
+		t.Fatalf("GET: %d %v", code, err)
+	}
+	waitLog(t, n, spec.Key, "web", "hook after-restart")
+
+	if err := n.StopPod(ctx, spec.Key, -1); err != nil {
+		t.Fatal(err)
+	}
+	logs := logsOf(t, n, spec.Key, "web")
+	for _, want := range []string{"hook before-restart", "hook while-down", "hook after-restart", "received terminated, shutting down", "bye"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log after StopPod lacks %q:\n%s", want, logs)
+		}
+	}
+	if strings.Count(logs, "hook before-restart") != 1 {
+		t.Errorf("a line copied twice across the restart:\n%s", logs)
+	}
+	if err := n.RemovePod(ctx, spec.Key); err != nil {
+		t.Fatal(err)
+	}
+	n.assertNoLeaks(t)
+}

@@ -94,7 +94,7 @@ func (c *Containerd) RestartContainer(ctx context.Context, key PodKey, name stri
 		count++
 	}
 	if ctr, err := c.client.LoadContainer(ctx, cr.ID); err == nil {
-		if err := deleteContainer(ctx, ctr); err != nil {
+		if err := c.deleteContainer(ctx, ctr); err != nil {
 			return PodStatus{}, podErr(key, "restart container "+name, err)
 		}
 	} else if !errdefs.IsNotFound(err) {

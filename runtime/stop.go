@@ -73,10 +73,10 @@ func (c *Containerd) stopLocked(ctx context.Context, r *podRecord, grace time.Du
 // stopContainer runs preStop (when not nil) within grace, sends SIGTERM,
 // waits for what remains of grace (at least 2s after a preStop hook),
 // then SIGKILL. It returns the final state, or nil when there was no task.
-// The stopped task is kept, not deleted: deleting it makes the shim stop
-// copying output to the log after at most 2 seconds, which loses a
-// program's last lines on a loaded machine. Deleting the container
-// (RemovePod, RestartContainer, GC) deletes the task.
+// The stopped task is kept, not deleted, so its exit status stays
+// readable; deleting the container (RemovePod, RestartContainer, GC)
+// deletes the task. It returns once the container's output is in its log
+// (see output.go).
 func (c *Containerd) stopContainer(ctx context.Context, id string, grace time.Duration, preStop func(context.Context, time.Duration)) (*ContainerStatus, error) {
 	ctr, err := c.client.LoadContainer(ctx, id)
 	if errdefs.IsNotFound(err) {
@@ -139,6 +139,7 @@ func (c *Containerd) stopContainer(ctx context.Context, id string, grace time.Du
 		}
 		timer.Stop()
 	}
+	c.drainOutput(id, outputDrainWait)
 	c.log.Info("container stopped", "container", id, "took", time.Since(start))
 	// The cgroup lives until the task is deleted: ask about OOM kills now.
 	final := &ContainerStatus{ID: id, State: StateTerminated, ExitCode: int32(code), FinishedAt: exitTime}
@@ -180,7 +181,7 @@ func (c *Containerd) removeLocked(ctx context.Context, r *podRecord) error {
 			errs = append(errs, err)
 			continue
 		}
-		errs = append(errs, deleteContainer(ctx, ctr))
+		errs = append(errs, c.deleteContainer(ctx, ctr))
 	}
 	if r.NetworkAdded {
 		errs = append(errs, c.net.del(ctx, key.UID, r.NetNS, allPorts(r.Spec)))
@@ -252,7 +253,7 @@ func (c *Containerd) GC(ctx context.Context, wanted map[string]bool) (GCResult, 
 		if known[labels[LabelPodUID]] {
 			continue
 		}
-		if err := deleteContainer(ctx, ctr); err != nil {
+		if err := c.deleteContainer(ctx, ctr); err != nil {
 			errs = append(errs, err)
 			continue
 		}

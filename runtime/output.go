@@ -1,0 +1,232 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
+)
+
+// Container output is copied by the runtime, not by containerd's shim.
+//
+// The shim can write a log file itself (cio.LogFile), but it copies
+// stdout and stderr in two goroutines that share the file, and the stdout
+// goroutine closes the file outright when it reaches end of file. When a
+// program writes to stderr just before it exits, the stderr goroutine can
+// find the file closed and the last lines are lost ("error copying stderr"
+// in containerd's log) — the very lines that say why a container stopped.
+// Seen on containerd 1.6.20 under load; the code is the same in 2.2.
+//
+// So each task gets FIFOs (under DataDir/fifo), and a copier in this
+// process appends both streams to the container's log through one
+// mutex-guarded writer. The shim keeps its end of the FIFOs open, so when
+// the agent restarts, NewContainerd attaches to the FIFOs of every task
+// that still exists and copying resumes where it stopped. While no agent
+// runs, output waits in the FIFO (64 KiB) and then the writing program
+// blocks, as under dockerd with live-restore.
+
+// outputDrainWait bounds how long a stop waits for the copier to reach the
+// end of a container's output after the process exited.
+const outputDrainWait = 10 * time.Second
+
+// outputs tracks the copier of every task this process has attached to,
+// by container ID.
+type outputs struct {
+	mu sync.Mutex
+	m  map[string]*output
+}
+
+// output is the copier of one task: both streams into one log file.
+type output struct {
+	io   cio.IO
+	sink *logSink
+	done chan struct{} // closed when both streams reached end of file
+	// detached: this process stops copying but the task lives on; its
+	// FIFOs stay for the next process to attach to. Guarded by outputs.mu.
+	detached bool
+}
+
+// logSink serialises the two streams' writes to the log file, so lines
+// written whole by the program stay whole in the log.
+type logSink struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func openLogSink(path string) (*logSink, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	return &logSink{f: f}, nil
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.f.Write(p)
+}
+
+func (s *logSink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.f.Close()
+}
+
+// newTaskWithOutput creates the task of ctr with its output copied to the
+// log at logPath.
+func (c *Containerd) newTaskWithOutput(ctx context.Context, ctr containerd.Container, logPath string) (containerd.Task, error) {
+	sink, err := openLogSink(logPath)
+	if err != nil {
+		return nil, err
+	}
+	task, err := ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, sink, sink), cio.WithFIFODir(c.fifoDir())))
+	if err != nil {
+		sink.Close()
+		return nil, err
+	}
+	c.track(ctr.ID(), task.IO(), sink, nil)
+	return task, nil
+}
+
+// attachOutputs resumes copying for every task of ours that still
+// exists, after a restart of this process. A task that exited while no
+// copier ran has whatever it wrote since in its FIFO; a FIFO the shim has
+// already closed yields nothing, and its copier ends when the task is
+// deleted.
+func (c *Containerd) attachOutputs(ctx context.Context) error {
+	ctrs, err := c.client.Containers(ctx, fmt.Sprintf("labels.%q", LabelPodUID))
+	if err != nil {
+		return fmt.Errorf("list containers: %w", err)
+	}
+	var errs []error
+	for _, ctr := range ctrs {
+		labels, err := ctr.Labels(ctx)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		uid, name := labels[LabelPodUID], labels[LabelContainer]
+		if uid == "" || name == "" || !dirExists(c.podDir(uid)) {
+			continue // GC's to remove
+		}
+		sink, err := openLogSink(c.logPath(uid, name))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("container %s: %w", ctr.ID(), err))
+			continue
+		}
+		var fifoDir string
+		task, err := ctr.Task(ctx, func(set *cio.FIFOSet) (cio.IO, error) {
+			fifoDir = filepath.Dir(set.Stdout)
+			return cio.NewAttach(cio.WithStreams(nil, sink, sink))(set)
+		})
+		if err != nil {
+			sink.Close()
+			if !errdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("attach to container %s output: %w", ctr.ID(), err))
+			}
+			continue
+		}
+		// An attached FIFO set has no closer of its own: remove its
+		// directory when done, if it is one of ours.
+		var cleanup func()
+		if fifoDir != "" && strings.HasPrefix(fifoDir, c.fifoDir()+string(filepath.Separator)) {
+			cleanup = func() { os.RemoveAll(fifoDir) }
+		}
+		c.track(ctr.ID(), task.IO(), sink, cleanup)
+	}
+	return errors.Join(errs...)
+}
+
+// track starts watching a copier: when both streams end it closes the
+// FIFOs and the log and forgets the copier.
+func (c *Containerd) track(id string, io cio.IO, sink *logSink, cleanup func()) {
+	o := &output{io: io, sink: sink, done: make(chan struct{})}
+	c.outputs.mu.Lock()
+	c.outputs.m[id] = o
+	c.outputs.mu.Unlock()
+	go func() {
+		io.Wait()
+		c.outputs.mu.Lock()
+		detached := o.detached
+		// A container deleted and created again under the same ID may
+		// already have its next copier here.
+		if c.outputs.m[id] == o {
+			delete(c.outputs.m, id)
+		}
+		c.outputs.mu.Unlock()
+		if !detached {
+			io.Close() // removes the FIFOs it created
+			if cleanup != nil {
+				cleanup()
+			}
+		}
+		sink.Close()
+		close(o.done)
+	}()
+}
+
+// drainOutput waits, at most d, until the copier of container id has
+// written everything the container's processes wrote. Call it after the
+// task exited; it returns at once when nothing is being copied.
+func (c *Containerd) drainOutput(id string, d time.Duration) {
+	c.outputs.mu.Lock()
+	o := c.outputs.m[id]
+	c.outputs.mu.Unlock()
+	if o == nil {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-o.done:
+	case <-t.C:
+		c.log.Warn("container output still open after exit; its log may be incomplete", "container", id)
+	}
+}
+
+// releaseOutput stops copying for a container whose task is gone: after
+// the task is deleted the shim has closed its FIFO ends and the copier
+// ends by itself; cancel it if it has not within d.
+func (c *Containerd) releaseOutput(id string, d time.Duration) {
+	c.outputs.mu.Lock()
+	o := c.outputs.m[id]
+	c.outputs.mu.Unlock()
+	if o == nil {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-o.done:
+	case <-t.C:
+		o.io.Cancel()
+		<-o.done
+	}
+}
+
+// detachOutputs stops every copier of this process and leaves the FIFOs
+// in place. Containers keep running; a later NewContainerd attaches again.
+func (c *Containerd) detachOutputs() {
+	c.outputs.mu.Lock()
+	all := make([]*output, 0, len(c.outputs.m))
+	for _, o := range c.outputs.m {
+		o.detached = true
+		all = append(all, o)
+	}
+	c.outputs.mu.Unlock()
+	for _, o := range all {
+		o.io.Cancel()
+		<-o.done
+	}
+}
+
+func (c *Containerd) fifoDir() string { return filepath.Join(c.cfg.DataDir, "fifo") }
