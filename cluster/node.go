@@ -165,18 +165,32 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 	if len(cfg.Join) > 0 {
 		joined := make(chan error, 1)
 		n.wg.Add(1)
+		// Machines start in any order: until one member at the join
+		// addresses answers, try again (like Consul's retry_join), saying
+		// why each time. This node's gossip already listens, so the others
+		// can reach it meanwhile.
 		go func() {
 			defer n.wg.Done()
-			_, err := n.ml.Join(cfg.Join)
-			joined <- err
-		}()
-		select {
-		case err := <-joined:
-			if err != nil {
-				return nil, fmt.Errorf("join %s: %w%s", strings.Join(cfg.Join, ","), flatten(err), joinHint(err))
+			backoff := joinRetryMin
+			for {
+				_, err := n.ml.Join(cfg.Join)
+				if err == nil {
+					joined <- nil
+					return
+				}
+				n.log.Warn("join failed; retrying", "join", strings.Join(cfg.Join, ","), "in", backoff,
+					"err", flatten(err).Error()+joinHint(err))
+				select {
+				case <-ctx.Done():
+					joined <- fmt.Errorf("%w (last attempt: %s%s)", ctx.Err(), flatten(err), joinHint(err))
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, joinRetryMax)
 			}
-		case <-ctx.Done():
-			return nil, fmt.Errorf("join %s: %w", strings.Join(cfg.Join, ","), ctx.Err())
+		}()
+		if err := <-joined; err != nil {
+			return nil, fmt.Errorf("join %s: %w", strings.Join(cfg.Join, ","), err)
 		}
 	}
 
@@ -225,6 +239,12 @@ func flatten(err error) error {
 	}
 	return errors.Join(me.WrappedErrors()...)
 }
+
+// The wait between join attempts grows from joinRetryMin to joinRetryMax.
+const (
+	joinRetryMin = 500 * time.Millisecond
+	joinRetryMax = 10 * time.Second
+)
 
 func joinHint(err error) string {
 	s := err.Error()
