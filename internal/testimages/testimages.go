@@ -1,5 +1,5 @@
-// Package testimages builds shoal's demo images (examples/images/web and
-// examples/images/batch) into OCI images with go-containerregistry, serves
+// Package testimages builds shoal's demo images (examples/images/web,
+// batch and kv) into OCI images with go-containerregistry, serves
 // them from an in-process registry on 127.0.0.1, and writes them as OCI
 // layout tarballs for offline import.
 //
@@ -37,7 +37,7 @@ import (
 )
 
 // Names returns the images this package can build.
-func Names() []string { return []string{"web", "batch"} }
+func Names() []string { return []string{"web", "batch", "kv"} }
 
 const pkgBase = "github.com/shoal-dev/shoal/examples/images/"
 
