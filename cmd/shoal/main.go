@@ -62,6 +62,8 @@ Kubernetes-style YAML. There is no API server: the only way to change the cluste
 		newStatusCommand(),
 		newGetCommand(),
 		newImageCommand(),
+		newUpCommand(),
+		newDownCommand(),
 		newVersionCommand(),
 	)
 	return root

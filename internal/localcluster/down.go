@@ -1,0 +1,261 @@
+package localcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+
+	"github.com/shoal-dev/shoal/runtime"
+)
+
+// agentStopGrace is how long an agent gets to exit after SIGTERM.
+const agentStopGrace = 20 * time.Second
+
+// Down removes everything Up made in dir: agents, containers and their
+// shims, containerd daemons, mounts, network namespaces, links, the bridge
+// and the directory itself. It goes on past failures and returns them all;
+// the record stays until everything else is gone, so Down can be run again.
+func Down(ctx context.Context, dir string, out io.Writer) error {
+	if out == nil {
+		out = io.Discard
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	rec, err := Load(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range rec.Nodes {
+		if err := stopProcess(n.AgentPID, "agent", agentStopGrace); err != nil {
+			errs = append(errs, fmt.Errorf("node %s agent: %w", n.Name, err))
+		}
+	}
+	fmt.Fprintf(out, "agents    stopped\n")
+	for _, n := range rec.Nodes {
+		if err := removeContainers(ctx, n.ContainerdDir); err != nil {
+			errs = append(errs, fmt.Errorf("node %s: %w", n.Name, err))
+		}
+		if n.ContainerdPID > 0 {
+			sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			err := (&runtime.Daemon{PID: n.ContainerdPID}).Stop(sctx)
+			cancel()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("node %s containerd: %w", n.Name, err))
+			}
+		}
+	}
+	fmt.Fprintf(out, "runtime   containers removed, containerd stopped\n")
+	if err := unmountUnder(dir); err != nil {
+		errs = append(errs, err)
+	}
+	for _, n := range rec.Nodes {
+		if err := deleteNode(ctx, n.NetNS, n.HostVeth); err != nil {
+			errs = append(errs, fmt.Errorf("node %s: %w", n.Name, err))
+		}
+	}
+	if err := deleteBridge(ctx, rec.Bridge); err != nil {
+		errs = append(errs, err)
+	}
+	fmt.Fprintf(out, "network   namespaces, links and bridge removed\n")
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// The runtime's cgroup parent, if nothing else uses it.
+	_ = os.Remove("/sys/fs/cgroup/shoal")
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "files     %s removed\n", dir)
+	return nil
+}
+
+// stopProcess sends SIGTERM to pid, if it is still the process named
+// (its command line contains what), and SIGKILL after grace.
+func stopProcess(pid int, what string, grace time.Duration) error {
+	if pid <= 0 || !isProcess(pid, what) {
+		return nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		return err
+	}
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		if !isProcess(pid, what) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return err
+	}
+	return nil
+}
+
+// isProcess reports whether pid is alive (not a zombie) and its command
+// line contains what.
+func isProcess(pid int, what string) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+		return false
+	}
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return err == nil && strings.Contains(string(cmdline), what)
+}
+
+// removeContainers kills and deletes every task and container of every
+// namespace of the containerd in dir, if it answers.
+func removeContainers(ctx context.Context, dir string) error {
+	sock := runtime.SocketPath(dir)
+	if _, err := os.Stat(sock); err != nil {
+		return nil
+	}
+	client, err := containerd.New(sock, containerd.WithTimeout(5*time.Second))
+	if err != nil {
+		return nil // not answering: nothing it could remove
+	}
+	defer client.Close()
+	nss, err := client.NamespaceService().List(ctx)
+	if err != nil {
+		return fmt.Errorf("containerd %s: %w", sock, err)
+	}
+	var errs []error
+	for _, ns := range nss {
+		nctx := namespacesWith(ctx, ns)
+		ctrs, err := client.Containers(nctx)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, ctr := range ctrs {
+			if task, err := ctr.Task(nctx, nil); err == nil {
+				if _, err := task.Delete(nctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+					errs = append(errs, fmt.Errorf("delete task %s: %w", ctr.ID(), err))
+				}
+			}
+			if err := ctr.Delete(nctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete container %s: %w", ctr.ID(), err))
+			}
+		}
+	}
+	// Deleted tasks' shims exit on their own, a moment later; the runtime's
+	// cgroups go with them.
+	if err := waitShims(ctx, sock); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// waitShims waits until no containerd shim serves the containerd at sock,
+// and kills those still there after 10 seconds.
+func waitShims(ctx context.Context, sock string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pids := shimsOf(sock)
+		if len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			return fmt.Errorf("containerd shims %v of %s did not exit; killed", pids, sock)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// shimsOf lists the live shim processes started by the containerd at sock.
+func shimsOf(sock string) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if isProcess(pid, "containerd-shim") && isProcess(pid, sock) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// unmountUnder unmounts every mount below dir, deepest first.
+func unmountUnder(dir string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		p := unescapeMount(f[4])
+		if strings.HasPrefix(p, dir+"/") {
+			points = append(points, p)
+		}
+	}
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	var errs []error
+	for _, p := range points {
+		if err := syscall.Unmount(p, 0); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+			if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+				errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func namespacesWith(ctx context.Context, ns string) context.Context {
+	return namespaces.WithNamespace(ctx, ns)
+}

@@ -1,0 +1,342 @@
+package localcluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/shoal-dev/shoal/internal/testimages"
+	"github.com/shoal-dev/shoal/state"
+)
+
+// The end-to-end tests run `shoal up` for real: network namespaces, a
+// bridge, containerd daemons, runc containers and agents built from this
+// tree. They need root and the Debian packages CI installs.
+
+func skipUnlessIntegration(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test; not with -short")
+	}
+	if err := Preflight(); err != nil {
+		t.Skipf("end-to-end test needs: %v", err)
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtBin != "" {
+		os.RemoveAll(filepath.Dir(builtBin))
+	}
+	os.Exit(code)
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// shoalBinary builds cmd/shoal once per test process, with the race
+// detector when the tests have it (which reuses their compiled packages).
+func shoalBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "shoal-e2e-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "shoal")
+		args := []string{"build", "-o", builtBin}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		args = append(args, "github.com/shoal-dev/shoal/cmd/shoal")
+		cmd := exec.Command("go", args...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %w: %s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// imageTar writes the named demo image as an archive tagged ref.
+func imageTar(t *testing.T, dir, image, ref string) string {
+	t.Helper()
+	var b testimages.Builder
+	img, err := b.Build(context.Background(), image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, strings.NewReplacer("/", "_", ":", "_").Replace(ref)+".tar")
+	if err := testimages.WriteOCITar(img, ref, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// upForTest starts a cluster from a copy of an example directory and takes
+// it down at the end of the test, checking that nothing is left.
+func upForTest(t *testing.T, name string, nodes int, example string, images []string) *Record {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "shoal-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(dir, "src")
+	if err := copyTree(filepath.Join("..", "..", "examples", example), src); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	ctx := context.Background()
+	rec, err := Up(ctx, Options{
+		Dir: filepath.Join(dir, "c"), Name: name, Nodes: nodes, Repo: src,
+		Subnet: DefaultSubnet, Images: images, Binary: shoalBinary(t), Out: &log,
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("up: %v\n%s", err, log.String())
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range rec.Nodes {
+				t.Logf("the end of %s:\n%s", n.LogFile, tail(n.LogFile, 40))
+			}
+		}
+		if err := Down(context.Background(), rec.Dir, io.Discard); err != nil {
+			t.Errorf("down: %v", err)
+		}
+		assertGone(t, rec)
+		os.RemoveAll(dir)
+	})
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if err := rec.Wait(wctx, &log); err != nil {
+		t.Fatalf("wait: %v\n%s", err, log.String())
+	}
+	return rec
+}
+
+// assertGone checks that Down left nothing of the cluster.
+func assertGone(t *testing.T, rec *Record) {
+	t.Helper()
+	if _, err := os.Stat(rec.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("leak: %s still exists (%v)", rec.Dir, err)
+	}
+	if linkExists(rec.Bridge) {
+		t.Errorf("leak: bridge %s", rec.Bridge)
+	}
+	for _, n := range rec.Nodes {
+		if netnsExists(n.NetNS) {
+			t.Errorf("leak: network namespace %s", n.NetNS)
+		}
+		if linkExists(n.HostVeth) {
+			t.Errorf("leak: link %s", n.HostVeth)
+		}
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err == nil && isProcess(pid, rec.Dir) {
+			cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+			t.Errorf("leak: process %d %s", pid, bytes.ReplaceAll(cmd, []byte{0}, []byte{' '}))
+		}
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(mi), "\n") {
+		if strings.Contains(line, rec.Dir) {
+			t.Errorf("leak: mount %s", line)
+		}
+	}
+}
+
+// inNode runs a command in a node's network namespace.
+func inNode(n NodeRecord, name string, args ...string) ([]byte, error) {
+	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + n.NetNS, "--", name}, args...)...).CombinedOutput()
+}
+
+// podsOf returns the pods of a namespace that should run.
+func podsOf(t *testing.T, rec *Record, namespace string) []*state.Pod {
+	t.Helper()
+	c, err := rec.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := c.Pods(context.Background(), namespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*state.Pod
+	for _, p := range list.Pods {
+		if p.Desired == state.DesiredRun {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or the time is up.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var last string
+	for time.Now().Before(deadline) {
+		ok, s := cond()
+		if ok {
+			return
+		}
+		last = s
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("gave up waiting for %s; last: %s", what, last)
+}
+
+// commitFile writes a file of the cluster's repository and commits it.
+func commitFile(t *testing.T, rec *Record, file, content, msg string) string {
+	t.Helper()
+	r, err := git.PlainOpen(rec.Repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rec.Repo, file), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wt, err := r.Worktree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wt.Add(file); err != nil {
+		t.Fatal(err)
+	}
+	h, err := wt.Commit(msg, &git.CommitOptions{Author: &object.Signature{Name: "e2e", Email: "e2e@localhost", When: time.Now()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.String()
+}
+
+// TestLocalClusterHello: three nodes run the hello example; every replica
+// serves from every node's namespace (pod routes across nodes); a commit
+// scales it; an agent restart keeps its containers running; Down removes
+// everything.
+func TestLocalClusterHello(t *testing.T) {
+	skipUnlessIntegration(t)
+	dir := t.TempDir()
+	rec := upForTest(t, "shoale2e", 3, "hello", []string{imageTar(t, dir, "web", "shoal.dev/examples/web:1.0")})
+
+	pods := podsOf(t, rec, "hello")
+	if len(pods) != 3 {
+		t.Fatalf("%d pods, want 3", len(pods))
+	}
+	nodesUsed := map[string]bool{}
+	for _, p := range pods {
+		nodesUsed[p.NodeName] = true
+		for _, n := range rec.Nodes {
+			out, err := inNode(n, "curl", "-sS", "-m", "5", "http://"+p.Status.PodIP+":8080/")
+			if err != nil || !strings.Contains(string(out), "hello from "+p.Name) {
+				t.Errorf("pod %s (%s on %s) from %s: %v %s", p.Name, p.Status.PodIP, p.NodeName, n.Name, err, out)
+			}
+		}
+	}
+	if len(nodesUsed) != 3 {
+		t.Errorf("3 replicas on %d nodes, want spread over 3", len(nodesUsed))
+	}
+
+	// Scale by a commit.
+	web, err := os.ReadFile(filepath.Join(rec.Repo, "web.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := commitFile(t, rec, "web.yaml", strings.Replace(string(web), "replicas: 3", "replicas: 5", 1), "scale web to 5")
+	waitFor(t, "5 ready replicas at "+commit[:12], 2*time.Minute, func() (bool, string) {
+		c, _ := rec.Client()
+		st, err := c.Status(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		ready := 0
+		pods := podsOf(t, rec, "hello")
+		for _, p := range pods {
+			if p.Status.Ready {
+				ready++
+			}
+		}
+		pinned := ""
+		if st.Pinned != nil {
+			pinned = st.Pinned.Commit
+		}
+		return pinned == commit && ready == 5 && len(pods) == 5, fmt.Sprintf("pinned %s, %d/%d ready", pinned, ready, len(pods))
+	})
+
+	// An agent restart keeps its containers: same start times, no restarts.
+	n2 := rec.Nodes[1]
+	before := map[string]state.ContainerStatus{}
+	for _, p := range podsOf(t, rec, "hello") {
+		if p.NodeName == n2.Name {
+			before[p.UID] = p.Status.Containers[0]
+		}
+	}
+	if len(before) == 0 {
+		t.Fatalf("no pod on %s", n2.Name)
+	}
+	if err := stopProcess(n2.AgentPID, "agent", agentStopGrace); err != nil {
+		t.Fatal(err)
+	}
+	pid, err := startAgent(shoalBinary(t), &n2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Nodes[1].AgentPID = pid
+	if err := rec.save(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "node2's pods reported by its new agent", time.Minute, func() (bool, string) {
+		c, _ := rec.Client()
+		nodes, err := c.Nodes(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, n := range nodes.Nodes {
+			if n.Name == n2.Name && n.Status != state.NodeReady {
+				return false, "node2 " + n.Status.String()
+			}
+		}
+		return rec.agentsAlive() == nil, "agents"
+	})
+	for _, p := range podsOf(t, rec, "hello") {
+		b, ok := before[p.UID]
+		if !ok {
+			continue
+		}
+		a := p.Status.Containers[0]
+		if !a.StartedAt.Equal(b.StartedAt) || a.Restarts != 0 || !p.Status.Ready {
+			t.Errorf("pod %s after the agent restart: started %v (was %v), restarts %d, ready %v",
+				p.Name, a.StartedAt, b.StartedAt, a.Restarts, p.Status.Ready)
+		}
+		delete(before, p.UID)
+	}
+	if len(before) > 0 {
+		t.Errorf("pods of %s gone after its agent restarted: %v", n2.Name, before)
+	}
+	out, err := inNode(rec.Nodes[0], "curl", "-sS", "-m", "5", "http://"+rec.Nodes[1].Addr+":7949/v1/status")
+	if err == nil && !bytes.Contains(out, []byte("unauthorized")) && !bytes.Contains(out, []byte("401")) && bytes.Contains(out, []byte("leader")) {
+		t.Errorf("status API answered without the token: %s", out)
+	}
+}
