@@ -80,6 +80,9 @@ type Agent struct {
 
 	probes *probeStates
 
+	// vals resolves pods' ConfigMaps and Secrets and hashes them (values.go).
+	vals *nodeValues
+
 	rtMu    sync.Mutex
 	rt      PodRuntime
 	closeRT func() error
@@ -120,6 +123,10 @@ func Start(ctx context.Context, cfg Config, deps Deps) (*Agent, error) {
 		return nil, fmt.Errorf("git: %w", err)
 	}
 	a.src = newSource(a.repo, log.With("component", "git"))
+	if a.vals, err = newNodeValues(a.src.tree, cfg.AgeKeyFile, key); err != nil {
+		a.repo.Close()
+		return nil, err
+	}
 
 	ccfg := cluster.Config{
 		NodeName:        cfg.NodeName,

@@ -29,6 +29,9 @@ const (
 	DefaultLostGrace       = 5 * time.Second
 	DefaultResync          = 2 * time.Second
 	DefaultMaxPods         = 110
+	DefaultServiceCIDR     = "10.96.0.0/16"
+	DefaultNodePortRange   = "30000-32767"
+	DefaultClusterDomain   = "cluster.local"
 )
 
 // Runtime kinds (Config.Runtime).
@@ -104,6 +107,13 @@ type Config struct {
 	ClusterKeyFile  string `json:"clusterKeyFile"`
 	BootstrapExpect int    `json:"bootstrapExpect,omitempty"`
 
+	// AgeKeyFile holds the node's age identities (age-keygen's format, one
+	// AGE-SECRET-KEY-1... per line; several during a key rotation), which
+	// decrypt the repository's sops-encrypted Secrets. It is read once, at
+	// start. Empty: pods that use an encrypted Secret fail with
+	// CreateContainerConfigError. See docs/secrets.md.
+	AgeKeyFile string `json:"ageKeyFile,omitempty"`
+
 	Labels  map[string]string `json:"labels,omitempty"`
 	Taints  []corev1.Taint    `json:"taints,omitempty"`
 	Reserve Reserve           `json:"reserve,omitempty"`
@@ -119,6 +129,14 @@ type Config struct {
 	// PodCIDRRange is split into one /NodeCIDRBits per node by the leader.
 	PodCIDRRange string `json:"podCIDRRange,omitempty"`
 	NodeCIDRBits int    `json:"nodeCIDRBits,omitempty"`
+
+	// ServiceCIDR is the range the leader allocates ClusterIPs from (its
+	// first host address is reserved, as in Kubernetes). NodePortRange
+	// ("min-max") is where NodePorts come from. ClusterDomain is the DNS
+	// domain of Services and pods. Every node must use the same values.
+	ServiceCIDR   string `json:"serviceCIDR,omitempty"`
+	NodePortRange string `json:"nodePortRange,omitempty"`
+	ClusterDomain string `json:"clusterDomain,omitempty"`
 
 	// NoRoutes turns off the routes to other nodes' pod CIDRs (host-gw),
 	// which a containerd node otherwise installs; the fake runtime never
@@ -180,6 +198,15 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.NodeCIDRBits == 0 {
 		c.NodeCIDRBits = DefaultNodeCIDRBits
+	}
+	if c.ServiceCIDR == "" {
+		c.ServiceCIDR = DefaultServiceCIDR
+	}
+	if c.NodePortRange == "" {
+		c.NodePortRange = DefaultNodePortRange
+	}
+	if c.ClusterDomain == "" {
+		c.ClusterDomain = DefaultClusterDomain
 	}
 	if c.LostGrace == 0 {
 		c.LostGrace = Duration(DefaultLostGrace)
@@ -245,6 +272,7 @@ func (c Config) Validate() error {
 	} else if c.NodeCIDRBits <= r.Bits() || c.NodeCIDRBits > 30 {
 		bad("node-cidr-bits: /%d must be longer than the range's /%d and at most /30", c.NodeCIDRBits, r.Bits())
 	}
+	errs = append(errs, c.validateServices()...)
 	switch c.Runtime {
 	case RuntimeContainerd, RuntimeFake:
 	default:

@@ -18,9 +18,11 @@
 //     reason verification refused it) is what the leader's pinning loop
 //     reads;
 //   - the leader loops, from cluster.RunLeaderLoops: pinning, pod-CIDR
-//     allocation, the bare-Pod controller, the workload controllers
-//     (reconciler.Reconcile, its Plan.Commands applied in order, run again
-//     at Plan.NextAt), scheduling and node health. Each
+//     allocation, Service address allocation (PlanServiceAllocations:
+//     ClusterIPs and NodePorts), the bare-Pod controller, the workload
+//     controllers (reconciler.Reconcile with the ConfigMap and Secret
+//     content hashes of the pinned commit, its Plan.Commands applied in
+//     order, run again at Plan.NextAt), scheduling and node health. Each
 //     step reads a fresh snapshot and writes its decision, and runs again
 //     when the tables it reads change; none keeps memory between steps, so
 //     a new leader resumes from the replicated state;
@@ -32,7 +34,11 @@
 //     restartPolicy (runtime.PlanRestarts), run their probes
 //     (runtime.PlanProbes) and report their status in batches;
 //   - with the containerd runtime, the routes to the other nodes' pod CIDRs
-//     (host-gw, netlink, marked RouteProtocol so only ours are removed);
+//     (host-gw, netlink, marked RouteProtocol so only ours are removed),
+//     and the Service proxy (svcproxy, iptables) and cluster DNS on the pod
+//     bridge's gateway address, both fed BuildServiceView on every change;
+//   - ConfigMap and Secret values for the runtime (nodeValues): read from
+//     the pod's commit, Secrets decrypted in memory with the node's age key;
 //   - the status API (HTTP JSON, loopback by default, the bearer token from
 //     StatusToken elsewhere).
 //

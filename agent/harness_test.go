@@ -288,6 +288,8 @@ type testCluster struct {
 	log    *slog.Logger
 	agents map[string]*testAgent
 	expect int
+	// configure, when set, adjusts each agent's Config before it starts.
+	configure func(*Config)
 }
 
 func newTestCluster(t testing.TB, repo *testRepo, expect int) *testCluster {
@@ -341,6 +343,9 @@ func (c *testCluster) start(name string) *testAgent {
 		StatusAddr:      "127.0.0.1:0",
 		LostGrace:       Duration(time.Second),
 		Resync:          Duration(100 * time.Millisecond),
+	}
+	if c.configure != nil {
+		c.configure(&cfg)
 	}
 	ports := ta.ports
 	deps := Deps{

@@ -41,6 +41,7 @@ func (a *Agent) leader(ctx context.Context) {
 	run("pod-cidr", []state.Table{state.TableNodes, state.TableAllocations}, nil, a.cidrStep)
 	run("bare-pods", []state.Table{state.TableRevisions, state.TablePods, state.TableNodes}, nil, a.barePodsStep)
 	run("workloads", []state.Table{state.TableRevisions, state.TablePods, state.TableNodes}, nil, a.workloadsStep(&workloads{}))
+	run("service-alloc", []state.Table{state.TableRevisions, state.TableAllocations}, nil, a.serviceAllocStep)
 	run("schedule", []state.Table{state.TablePods, state.TableNodes}, a.node.MembersWatch, a.scheduleStep)
 	run("node-health", []state.Table{state.TableNodes, state.TablePods}, a.node.MembersWatch, a.healthStep)
 	wg.Wait()

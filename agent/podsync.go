@@ -222,10 +222,12 @@ func runtimeSpec(p *corev1.Pod, uid string, opts runtime.PodOptions) (runtime.Po
 	return runtime.FromPod(c, opts)
 }
 
-// podOptions is what FromPod needs to know about this node.
-func (a *Agent) podOptions() runtime.PodOptions {
-	opts := runtime.PodOptions{NodeName: a.cfg.NodeName}
+// podOptions is what FromPod needs to know about this node, for a pod in
+// namespace (its cluster DNS search path).
+func (a *Agent) podOptions(namespace string) runtime.PodOptions {
+	opts := runtime.PodOptions{NodeName: a.cfg.NodeName, ClusterDomain: a.cfg.ClusterDomain}
 	if n := a.store.Snapshot().Node(a.cfg.NodeName); n != nil {
+		opts.ClusterDNS = a.podDNS(n.PodCIDR, namespace)
 		opts.NodeAllocatable = corev1.ResourceList{
 			corev1.ResourceCPU:    *resource.NewMilliQuantity(n.Allocatable.MilliCPU, resource.DecimalSI),
 			corev1.ResourceMemory: *resource.NewQuantity(n.Allocatable.Memory, resource.BinarySI),
@@ -292,6 +294,7 @@ func (a *Agent) nodeMain(ctx context.Context) {
 		}
 		return
 	}
+	a.goLoop(func() { a.runServices(ctx) }) // services.go, services_node.go
 	err = a.retry(ctx, "adopt pods", func() error {
 		res, err := rt.GC(ctx, wantedPods(a.cfg.NodeName, a.store.Snapshot()))
 		if err != nil {
@@ -353,11 +356,13 @@ func (a *Agent) nodeRuntime(ctx context.Context) (PodRuntime, error) {
 			addr = d.Address
 		}
 		c, err := runtime.NewContainerd(ctx, runtime.Config{
-			Address:   addr,
-			Namespace: a.cfg.ContainerdNamespace,
-			DataDir:   filepath.Join(a.cfg.DataDir, "runtime"),
-			PodCIDR:   cidr,
-			Logger:    a.log.With("component", "runtime"),
+			Address:       addr,
+			Namespace:     a.cfg.ContainerdNamespace,
+			DataDir:       filepath.Join(a.cfg.DataDir, "runtime"),
+			PodCIDR:       cidr,
+			Logger:        a.log.With("component", "runtime"),
+			ClusterDomain: a.cfg.ClusterDomain,
+			Values:        a.vals,
 		})
 		if err != nil {
 			return nil, err
@@ -383,7 +388,7 @@ func (a *Agent) podSpecs(ctx context.Context, v *state.Snapshot, actual []runtim
 		obj, err := a.src.podFor(ctx, rec)
 		if err == nil {
 			var spec runtime.PodSpec
-			if spec, err = runtimeSpec(obj, rec.UID, a.podOptions()); err == nil {
+			if spec, err = runtimeSpec(obj, rec.UID, a.podOptions(obj.Namespace)); err == nil {
 				out[rec.UID] = spec
 				continue
 			}
@@ -396,6 +401,7 @@ func (a *Agent) podSpecs(ctx context.Context, v *state.Snapshot, actual []runtim
 // podSyncStep is one round of the pod loop; it returns when the next round
 // is due at the latest.
 func (a *Agent) podSyncStep(ctx context.Context, rt PodRuntime, v *state.Snapshot) (time.Duration, error) {
+	a.vals.retain(liveCommits(a.cfg.NodeName, v)) // wipe decrypted Secrets no pod here needs
 	actual, err := rt.ListPods(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("list pods: %w", err)
@@ -440,7 +446,7 @@ func (a *Agent) podSyncStep(ctx context.Context, rt PodRuntime, v *state.Snapsho
 	for uid, plan := range plans {
 		for _, r := range plan.Restart {
 			key := plan.Status.Key
-			if _, err := rt.RestartContainer(ctx, key, r.Name, r.Backoff); err != nil {
+			if _, err := rt.RestartContainer(podCtx(ctx, v, uid), key, r.Name, r.Backoff); err != nil {
 				a.log.Warn("container restart failed", "pod", key.Namespace+"/"+key.Name, "uid", uid, "container", r.Name, "err", err)
 				continue
 			}
@@ -500,14 +506,14 @@ func (a *Agent) execute(ctx context.Context, rt PodRuntime, act PodAction) (stat
 			log.Warn("pod manifest unavailable", "err", err)
 			return state.PodStatus{Phase: state.PhasePending, Reason: "ManifestUnavailable", Message: err.Error()}, true
 		}
-		spec, err := runtimeSpec(obj, act.Pod.UID, a.podOptions())
+		spec, err := runtimeSpec(obj, act.Pod.UID, a.podOptions(obj.Namespace))
 		if err != nil {
 			log.Warn("pod cannot run", "err", err)
 			return state.PodStatus{Phase: state.PhaseFailed, Reason: "UnsupportedPod", Message: err.Error()}, true
 		}
-		if _, err := rt.RunPod(ctx, spec); err != nil {
+		if _, err := rt.RunPod(withPodCommit(ctx, act.Pod.Commit), spec); err != nil {
 			log.Warn("pod sandbox failed", "err", err)
-			return state.PodStatus{Phase: state.PhasePending, Reason: "FailedCreatePodSandBox", Message: err.Error()}, true
+			return state.PodStatus{Phase: state.PhasePending, Reason: runFailureReason(err), Message: err.Error()}, true
 		}
 		log.Info("pod started")
 	case OpStop:

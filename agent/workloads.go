@@ -33,6 +33,9 @@ type workloads struct {
 	set    *manifest.Set
 	prev   string // the commit pinned before commit, "" when none
 	prevS  *manifest.Set
+	// config is the content hashes of the ConfigMaps and Secrets the
+	// templates at commit reference (confighash.go).
+	config map[manifest.Key]string
 }
 
 // workloadsStep runs the reconciler on the pinned commit and applies its
@@ -52,7 +55,11 @@ func (a *Agent) workloadsStep(w *workloads) func(context.Context, *state.Snapsho
 			if l.set == nil {
 				return 0, fmt.Errorf("pinned commit %s holds no objects", pinned.Commit)
 			}
-			w.commit, w.set = pinned.Commit, l.set
+			config, err := a.configHashes(ctx, pinned.Commit, l.set)
+			if err != nil {
+				return 0, err
+			}
+			w.commit, w.set, w.config = pinned.Commit, l.set, config
 		}
 		prev := previousPinned(v.Revisions(), pinned)
 		if prev != w.prev {
@@ -78,6 +85,8 @@ func (a *Agent) workloadsStep(w *workloads) func(context.Context, *state.Snapsho
 			Now:      now,
 			TimeZone: time.LoadLocation,
 			Cache:    &w.cache,
+			// Every node computes the same hashes: see confighash.go.
+			ConfigHashes: w.config,
 		})
 		if err != nil {
 			return 0, err

@@ -26,9 +26,9 @@
 // the values) or a private key; Values and Plaintext print their keys only. The package does
 // not log.
 //
-// What the caller does: the agent loads the node's Keyring once (LoadKeyring, from every
-// --age-key-file), derives the content hash key from the cluster key (DeriveHashKey), and wires
-// a Resolver. The runtime, when it sets up a pod, resolves each Secret the pod uses, projects it
+// What the caller does: the agent loads the node's Keyring once (LoadKeyring, from its
+// --age-key-file), derives the content hash key from the cluster key (DeriveHashKey, HKDF), and
+// wires a Resolver. The runtime, when it sets up a pod, resolves each Secret the pod uses, projects it
 // (Project) into a tmpfs it mounted for the volume, writes it (WriteProjection), and drops the
 // Values (Values.Wipe); env values go to the container's config only. On a new commit it
 // resolves again and rewrites the volumes of pods that do not roll: the swap is atomic.

@@ -1,6 +1,7 @@
 package secrets
 
 import (
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -17,8 +18,8 @@ import (
 // template hash, and a plain SHA-256 of a short value (a 6-digit PIN, a dictionary password) is
 // brute-forced in seconds. Why not node-local: every node must compute the same hash for the
 // same contents, or the leader would roll workloads whenever leadership moved. So the key is a
-// cluster-wide secret that never leaves the nodes; the agent derives it from the cluster's
-// gossip key with DeriveHashKey. Whoever reads raft or status without that key learns only
+// cluster-wide secret that never leaves the nodes; the agent derives it from the cluster key
+// with DeriveHashKey. Whoever reads raft or status without that key learns only
 // "changed" or "not changed". Including namespace/name means two Secrets with equal values have
 // different hashes, so one cannot be used to confirm a guess about the other.
 type ContentHasher struct {
@@ -36,12 +37,21 @@ func NewContentHasher(key []byte) (*ContentHasher, error) {
 	return &ContentHasher{key: append([]byte(nil), key...)}, nil
 }
 
-// DeriveHashKey derives the content hash key from a cluster-wide secret (the gossip key), under
-// a label of its own so that the hash key is useless for anything else.
-func DeriveHashKey(clusterSecret []byte) []byte {
-	m := hmac.New(sha256.New, clusterSecret)
-	m.Write([]byte("shoal secrets content hash v1"))
-	return m.Sum(nil)
+// HashKeyLabel is the HKDF-SHA256 info label DeriveHashKey derives the content hash key under,
+// beside the cluster package's labels ("shoal cluster v1: ..."), so that the hash key is useless
+// for anything else and the cluster key itself never keys an HMAC.
+const HashKeyLabel = "shoal cluster v1: ConfigMap and Secret content hash"
+
+// DeriveHashKey derives the content hash key from the cluster key (the 32 bytes of the agent's
+// --cluster-key-file) with HKDF-SHA256 under HashKeyLabel. Every node holds the same cluster key,
+// so every node derives the same hash key.
+func DeriveHashKey(clusterKey []byte) []byte {
+	k, err := hkdf.Key(sha256.New, clusterKey, nil, HashKeyLabel, 32)
+	if err != nil {
+		// hkdf.Key fails only for a length above 255*32 bytes.
+		panic(err)
+	}
+	return k
 }
 
 // Sum is the hash of a Secret's (or ConfigMap's) values: "hmac-sha256:" and 64 hex digits.

@@ -80,6 +80,7 @@ in camelCase) and flags, flags winning. See docs/agent.md.`,
 	fl.StringSliceVar(&f.c.Join, "join", nil, "gossip addresses (host:port) of existing members")
 	fl.StringVar(&f.c.ClusterKeyFile, "cluster-key-file", "", "the 32-byte cluster key (raw or base64), readable by its owner only")
 	fl.IntVar(&f.c.BootstrapExpect, "bootstrap-expect", 0, "nodes that form a new cluster (default 3)")
+	fl.StringVar(&f.c.AgeKeyFile, "age-key-file", "", "age identities (age-keygen's format) that decrypt the repository's sops Secrets; without it, pods using an encrypted Secret cannot start")
 	fl.StringToStringVar(&f.c.Labels, "labels", nil, "node labels, k=v,...")
 	fl.StringSliceVar(&f.taints, "taints", nil, "node taints, key=value:Effect,...")
 	fl.StringVar(&f.c.Reserve.CPU, "reserve-cpu", "", "CPU kept from pods, e.g. 500m")
@@ -91,6 +92,9 @@ in camelCase) and flags, flags winning. See docs/agent.md.`,
 	fl.StringVar(&f.c.PodCIDRRange, "pod-cidr", "", "range the per-node pod CIDRs come from (default "+agent.DefaultPodCIDRRange+")")
 	fl.IntVar(&f.c.NodeCIDRBits, "node-cidr-bits", 0, "prefix length of each node's pod CIDR (default 24)")
 	fl.BoolVar(&f.c.NoRoutes, "no-routes", false, "do not install routes to the other nodes' pod CIDRs (host-gw)")
+	fl.StringVar(&f.c.ServiceCIDR, "service-cidr", "", "range ClusterIPs are allocated from (default "+agent.DefaultServiceCIDR+")")
+	fl.StringVar(&f.c.NodePortRange, "node-port-range", "", "range NodePorts are allocated from, min-max (default "+agent.DefaultNodePortRange+")")
+	fl.StringVar(&f.c.ClusterDomain, "cluster-domain", "", "DNS domain of Services and pods (default "+agent.DefaultClusterDomain+")")
 	fl.StringVar(&f.c.StatusAddr, "status-addr", "", "address of the read-only status API (default "+agent.DefaultStatusAddr+")")
 	fl.DurationVar(&f.lostGrace, "lost-grace", 0, "how long a NotReady node's pods wait before they are marked lost (default 5s)")
 	fl.DurationVar(&f.resync, "resync", 0, "how often the pod loop re-reads the runtime (default 2s)")
@@ -125,6 +129,7 @@ func (f *agentFlags) config(fs *pflag.FlagSet) (agent.Config, error) {
 		"rpc-port": func() { cfg.RPCPort = f.c.RPCPort }, "join": func() { cfg.Join = f.c.Join },
 		"cluster-key-file": func() { cfg.ClusterKeyFile = f.c.ClusterKeyFile },
 		"bootstrap-expect": func() { cfg.BootstrapExpect = f.c.BootstrapExpect },
+		"age-key-file":     func() { cfg.AgeKeyFile = f.c.AgeKeyFile },
 		"labels":           func() { cfg.Labels = f.c.Labels },
 		"taints": func() {
 			cfg.Taints = nil
@@ -144,6 +149,9 @@ func (f *agentFlags) config(fs *pflag.FlagSet) (agent.Config, error) {
 		"node-cidr-bits":       func() { cfg.NodeCIDRBits = f.c.NodeCIDRBits },
 		"status-addr":          func() { cfg.StatusAddr = f.c.StatusAddr },
 		"no-routes":            func() { cfg.NoRoutes = f.c.NoRoutes },
+		"service-cidr":         func() { cfg.ServiceCIDR = f.c.ServiceCIDR },
+		"node-port-range":      func() { cfg.NodePortRange = f.c.NodePortRange },
+		"cluster-domain":       func() { cfg.ClusterDomain = f.c.ClusterDomain },
 		"lost-grace":           func() { cfg.LostGrace = f.c.LostGrace }, "resync": func() { cfg.Resync = f.c.Resync },
 	}
 	fs.Visit(func(fl *pflag.Flag) {
