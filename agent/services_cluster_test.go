@@ -200,6 +200,29 @@ func TestServicesAcrossTheCluster(t *testing.T) {
 		}
 	}
 
+	// The status API shows the same, for `shoal get services`.
+	list, err := (&Client{Server: all[0].StatusAddr()}).Services(context.Background(), "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range list.Services {
+		ready := 0
+		for _, e := range s.Endpoints {
+			if e.Ready {
+				ready++
+			}
+		}
+		ports := ""
+		for _, p := range s.Ports {
+			ports += fmt.Sprintf("%d:%d/%s>%s", p.Port, p.NodePort, p.Protocol, p.TargetPort)
+		}
+		got = append(got, fmt.Sprintf("%s %s %s %s %d", s.Name, s.Type, s.ClusterIP, ports, ready))
+	}
+	if want := "api ClusterIP 10.96.0.50 8080:0/TCP>8080 3|db ClusterIP  5432:0/TCP>pg 2|web NodePort 10.96.0.2 80:30000/TCP>http 3"; strings.Join(got, "|") != want {
+		t.Errorf("GET /v1/services:\n%s\nwant\n%s", strings.Join(got, "|"), want)
+	}
+
 	// api leaves Git: its address is released. clash asks for web's
 	// address: refused with an event naming both, and left out of the view.
 	c2 := repo.commit("api gone, clash", map[string]string{"app.yaml": servicesYAML, "clash.yaml": clashYAML})

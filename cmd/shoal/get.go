@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 
+	"github.com/shoal-dev/shoal/agent"
 	"github.com/shoal-dev/shoal/state"
 )
 
@@ -22,17 +24,21 @@ func newGetCommand() *cobra.Command {
 		output        string
 		namespace     string
 		allNamespaces bool
+		noHeaders     bool
 	)
 	cmd := &cobra.Command{
-		Use:   "get (nodes | pods) [-n NS | -A] [-o wide|json|yaml]",
-		Short: "List nodes or pods, as kubectl get does",
-		Long: `List the cluster's nodes or pods from an agent's replica, in kubectl's columns. Pods are
-those of the namespace given with -n (default "default"), or of every namespace with -A.`,
+		Use:   "get (nodes | pods | services) [-n NS | -A] [-o wide|json|yaml]",
+		Short: "List nodes, pods or Services, as kubectl get does",
+		Long: `List the cluster's nodes, pods or Services from an agent's replica, in kubectl's columns.
+Pods and Services are those of the namespace given with -n (default "default"), or of every
+namespace with -A. Services show the addresses the cluster allocated and their endpoints, as the
+answering node programs them.`,
 		Example: `  shoal get nodes
   shoal get pods -A -o wide
+  shoal get services -n hello
   shoal get pods -n shop -o yaml`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"nodes", "pods"},
+		ValidArgs: []string{"nodes", "pods", "services"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output, "", "wide", "json", "yaml"); err != nil {
 				return err
@@ -42,6 +48,13 @@ those of the namespace given with -n (default "default"), or of every namespace 
 				return err
 			}
 			w, now := cmd.OutOrStdout(), time.Now()
+			if noHeaders {
+				w = &skipFirstLine{w: w}
+			}
+			ns := namespace
+			if allNamespaces {
+				ns = ""
+			}
 			switch strings.ToLower(args[0]) {
 			case "nodes", "node", "no":
 				list, err := c.Nodes(cmd.Context())
@@ -57,10 +70,6 @@ those of the namespace given with -n (default "default"), or of every namespace 
 				}
 				return writeNodes(w, list.Nodes, list.Leader, output == "wide")
 			case "pods", "pod", "po":
-				ns := namespace
-				if allNamespaces {
-					ns = ""
-				}
 				list, err := c.Pods(cmd.Context(), ns)
 				if err != nil {
 					return err
@@ -77,15 +86,36 @@ those of the namespace given with -n (default "default"), or of every namespace 
 					return nil
 				}
 				return writePods(w, list.Pods, allNamespaces, output == "wide", now)
+			case "services", "service", "svc":
+				list, err := c.Services(cmd.Context(), ns)
+				if err != nil {
+					return err
+				}
+				for _, p := range list.Problems {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", p)
+				}
+				if output == "json" || output == "yaml" {
+					return writeData(w, output, list.Services)
+				}
+				if len(list.Services) == 0 {
+					if allNamespaces {
+						fmt.Fprintln(cmd.ErrOrStderr(), "No resources found")
+					} else {
+						fmt.Fprintf(cmd.ErrOrStderr(), "No resources found in %s namespace.\n", ns)
+					}
+					return nil
+				}
+				return writeServices(w, list.Services, allNamespaces, output == "wide")
 			default:
-				return fmt.Errorf("unknown resource type %q: use nodes or pods", args[0])
+				return fmt.Errorf("unknown resource type %q: use nodes, pods or services", args[0])
 			}
 		},
 	}
 	srv.register(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: wide, json or yaml")
-	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "the namespace of the pods")
-	cmd.Flags().BoolVarP(&allNamespaces, "all-namespaces", "A", false, "pods of every namespace")
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "the namespace of the pods or Services")
+	cmd.Flags().BoolVarP(&allNamespaces, "all-namespaces", "A", false, "pods or Services of every namespace")
+	cmd.Flags().BoolVar(&noHeaders, "no-headers", false, "leave out the header line of the table")
 	return cmd
 }
 
@@ -209,4 +239,69 @@ func writePods(w io.Writer, pods []*state.Pod, allNamespaces, wide bool, now tim
 		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
+}
+
+func writeServices(w io.Writer, svcs []agent.ServiceInfo, allNamespaces, wide bool) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	head := "NAME\tTYPE\tCLUSTER-IP\tPORT(S)\tENDPOINTS"
+	if allNamespaces {
+		head = "NAMESPACE\t" + head
+	}
+	if wide {
+		head += "\tADDRESSES"
+	}
+	fmt.Fprintln(tw, head)
+	for _, s := range svcs {
+		ports := make([]string, 0, len(s.Ports))
+		for _, p := range s.Ports {
+			if p.NodePort != 0 {
+				ports = append(ports, fmt.Sprintf("%d:%d/%s", p.Port, p.NodePort, p.Protocol))
+			} else {
+				ports = append(ports, fmt.Sprintf("%d/%s", p.Port, p.Protocol))
+			}
+		}
+		ready := 0
+		addrs := make([]string, 0, len(s.Endpoints))
+		for _, e := range s.Endpoints {
+			if e.Ready {
+				ready++
+				addrs = append(addrs, e.IP)
+			}
+		}
+		ip := s.ClusterIP
+		if ip == "" {
+			ip = "None"
+		}
+		if allNamespaces {
+			fmt.Fprintf(tw, "%s\t", s.Namespace)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d", s.Name, s.Type, ip, orNone(strings.Join(ports, ",")), ready, len(s.Endpoints))
+		if wide {
+			fmt.Fprintf(tw, "\t%s", orNone(strings.Join(addrs, ",")))
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
+
+// skipFirstLine drops everything up to and including the first newline.
+type skipFirstLine struct {
+	w    io.Writer
+	done bool
+}
+
+func (s *skipFirstLine) Write(p []byte) (int, error) {
+	n := len(p)
+	if !s.done {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			return n, nil
+		}
+		s.done = true
+		p = p[i+1:]
+	}
+	if _, err := s.w.Write(p); err != nil {
+		return 0, err
+	}
+	return n, nil
 }

@@ -81,6 +81,18 @@ func newStatusServer(t *testing.T, token string) *statusServer {
 		}
 		reply(w, r, agent.PodList{Pods: out})
 	})
+	mux.HandleFunc("/v1/services", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, r, agent.ServiceList{
+			Services: []agent.ServiceInfo{
+				{Namespace: "default", Name: "web", Type: "NodePort", ClusterIP: "10.96.0.2",
+					Ports:     []agent.ServicePortInfo{{Name: "http", Protocol: "TCP", Port: 80, TargetPort: "http", NodePort: 30080}},
+					Endpoints: []agent.EndpointInfo{{IP: "10.244.0.5", Node: "n1", Ready: true}, {IP: "10.244.1.7", Node: "n2"}}},
+				{Namespace: "default", Name: "db", Type: "ClusterIP",
+					Ports: []agent.ServicePortInfo{{Protocol: "TCP", Port: 7379, TargetPort: "7379"}}},
+			},
+			Problems: []string{"Service default/clash: clusterIP 10.96.0.2 is held by default/web"},
+		})
+	})
 	s.Server = httptest.NewServer(mux)
 	t.Cleanup(s.Close)
 	return s
@@ -157,8 +169,8 @@ func TestGetPodsJSONAndYAML(t *testing.T) {
 	if code, _, errOut := shoal(t, "get", "pods", "-o", "table", "--server", srv.URL); code != 1 || !strings.Contains(errOut, "unsupported output format") {
 		t.Errorf("-o table: exit %d, %q", code, errOut)
 	}
-	if code, _, errOut := shoal(t, "get", "services", "--server", srv.URL); code != 1 || !strings.Contains(errOut, "unknown resource type") {
-		t.Errorf("get services: exit %d, %q", code, errOut)
+	if code, _, errOut := shoal(t, "get", "deployments", "--server", srv.URL); code != 1 || !strings.Contains(errOut, "unknown resource type") {
+		t.Errorf("get deployments: exit %d, %q", code, errOut)
 	}
 }
 
@@ -220,4 +232,30 @@ func equalRows(got, want [][]string) bool {
 		}
 	}
 	return true
+}
+
+func TestGetServices(t *testing.T) {
+	srv := newStatusServer(t, "")
+	code, out, errOut := shoal(t, "get", "services", "-o", "wide", "--server", srv.URL)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	want := [][]string{
+		{"NAME", "TYPE", "CLUSTER-IP", "PORT(S)", "ENDPOINTS", "ADDRESSES"},
+		{"web", "NodePort", "10.96.0.2", "80:30080/TCP", "1/2", "10.244.0.5"},
+		{"db", "ClusterIP", "None", "7379/TCP", "0/0", "<none>"},
+	}
+	if rows := fields(out); !equalRows(rows, want) {
+		t.Errorf("get services:\n%s\nwant %v", out, want)
+	}
+	if srv.lastPath != "/v1/services" || srv.lastNS != "default" {
+		t.Errorf("asked %s?namespace=%s", srv.lastPath, srv.lastNS)
+	}
+	if !strings.Contains(errOut, "warning: Service default/clash") {
+		t.Errorf("problems not shown: %q", errOut)
+	}
+	code, out, _ = shoal(t, "get", "svc", "--no-headers", "--server", srv.URL)
+	if rows := fields(out); code != 0 || len(rows) != 2 || rows[0][0] != "web" {
+		t.Errorf("--no-headers: exit %d\n%s", code, out)
+	}
 }

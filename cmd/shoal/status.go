@@ -27,7 +27,8 @@ func (s *serverFlags) register(cmd *cobra.Command) {
 		def = agent.DefaultStatusAddr
 	}
 	cmd.Flags().StringVar(&s.server, "server", def, "the agent's status API (host:port or URL; $SHOAL_SERVER)")
-	cmd.Flags().StringVar(&s.keyFile, "cluster-key-file", "", "the cluster key, needed for an agent that is not on localhost")
+	cmd.Flags().StringVar(&s.keyFile, "cluster-key-file", os.Getenv("SHOAL_CLUSTER_KEY_FILE"),
+		"the cluster key, needed for an agent that is not on localhost ($SHOAL_CLUSTER_KEY_FILE)")
 }
 
 func (s *serverFlags) client() (*agent.Client, error) {
