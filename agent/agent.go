@@ -79,6 +79,9 @@ type Agent struct {
 	wg     sync.WaitGroup
 
 	probes *probeStates
+	// stopSeen: when the pod loop first held back each draining pod's
+	// stop (drain.go). Only the pod loop touches it.
+	stopSeen map[string]time.Time
 
 	// vals resolves pods' ConfigMaps and Secrets and hashes them (values.go).
 	vals *nodeValues
@@ -107,7 +110,8 @@ func Start(ctx context.Context, cfg Config, deps Deps) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster key: %w", err)
 	}
-	a := &Agent{cfg: cfg, deps: deps, log: log, key: key, now: deps.Now, sched: scheduler.New(scheduler.Config{}), probes: newProbeStates()}
+	a := &Agent{cfg: cfg, deps: deps, log: log, key: key, now: deps.Now, sched: scheduler.New(scheduler.Config{}), probes: newProbeStates(),
+		stopSeen: map[string]time.Time{}}
 	if a.now == nil {
 		a.now = time.Now
 	}

@@ -28,6 +28,7 @@ const (
 	DefaultNodeCIDRBits    = 24
 	DefaultLostGrace       = 5 * time.Second
 	DefaultResync          = 2 * time.Second
+	DefaultEndpointDrain   = 2 * time.Second
 	DefaultMaxPods         = 110
 	DefaultServiceCIDR     = "10.96.0.0/16"
 	DefaultNodePortRange   = "30000-32767"
@@ -154,6 +155,10 @@ type Config struct {
 	// Resync is how often the pod loop re-reads the runtime when nothing
 	// else woke it.
 	Resync Duration `json:"resync,omitempty"`
+	// EndpointDrain is how long a Ready pod that is to stop keeps running
+	// after it left the Services' endpoints, so that every node's rules
+	// drop it before it gets SIGTERM (drain.go). 0 means the default.
+	EndpointDrain Duration `json:"endpointDrain,omitempty"`
 }
 
 // LoadConfigFile reads a YAML config file strictly: an unknown key is an
@@ -213,6 +218,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Resync == 0 {
 		c.Resync = Duration(DefaultResync)
+	}
+	if c.EndpointDrain == 0 {
+		c.EndpointDrain = Duration(DefaultEndpointDrain)
 	}
 	if c.Runtime == "" {
 		c.Runtime = RuntimeContainerd
@@ -298,8 +306,8 @@ func (c Config) Validate() error {
 			bad("taint: empty key")
 		}
 	}
-	if c.LostGrace < 0 || c.Resync <= 0 {
-		bad("lost-grace and resync must be positive")
+	if c.LostGrace < 0 || c.Resync <= 0 || c.EndpointDrain < 0 {
+		bad("lost-grace, resync and endpoint-drain must be positive")
 	}
 	if c.MaxPods < 1 {
 		bad("max-pods: %d, want at least 1", c.MaxPods)

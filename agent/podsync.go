@@ -406,7 +406,7 @@ func (a *Agent) podSyncStep(ctx context.Context, rt PodRuntime, v *state.Snapsho
 	if err != nil {
 		return 0, fmt.Errorf("list pods: %w", err)
 	}
-	acts := PlanPodSync(a.cfg.NodeName, v, actual)
+	acts, drainWake := GateStops(v, PlanPodSync(a.cfg.NodeName, v, actual), a.stopSeen, a.now(), time.Duration(a.cfg.EndpointDrain))
 	var (
 		mu     sync.Mutex
 		failed = map[string]state.PodStatus{}
@@ -473,7 +473,7 @@ func (a *Agent) podSyncStep(ctx context.Context, rt PodRuntime, v *state.Snapsho
 		}
 	}
 	next := time.Duration(a.cfg.Resync)
-	for _, w := range []time.Time{wake, probeWake} {
+	for _, w := range []time.Time{wake, probeWake, drainWake} {
 		if !w.IsZero() {
 			next = min(next, max(w.Sub(now), time.Millisecond))
 		}

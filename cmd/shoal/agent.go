@@ -24,6 +24,7 @@ type agentFlags struct {
 	poll       time.Duration
 	lostGrace  time.Duration
 	resync     time.Duration
+	drain      time.Duration
 	taints     []string
 }
 
@@ -98,6 +99,7 @@ in camelCase) and flags, flags winning. See docs/agent.md.`,
 	fl.StringVar(&f.c.StatusAddr, "status-addr", "", "address of the read-only status API (default "+agent.DefaultStatusAddr+")")
 	fl.DurationVar(&f.lostGrace, "lost-grace", 0, "how long a NotReady node's pods wait before they are marked lost (default 5s)")
 	fl.DurationVar(&f.resync, "resync", 0, "how often the pod loop re-reads the runtime (default 2s)")
+	fl.DurationVar(&f.drain, "endpoint-drain", 0, "how long a Ready pod keeps running after it left the Services' endpoints, before SIGTERM (default 2s)")
 	return cmd
 }
 
@@ -113,6 +115,7 @@ func (f *agentFlags) config(fs *pflag.FlagSet) (agent.Config, error) {
 	f.c.PollInterval = agent.Duration(f.poll)
 	f.c.LostGrace = agent.Duration(f.lostGrace)
 	f.c.Resync = agent.Duration(f.resync)
+	f.c.EndpointDrain = agent.Duration(f.drain)
 	var taintErr error
 	override := map[string]func(){
 		"repo": func() { cfg.Repo = f.c.Repo }, "branch": func() { cfg.Branch = f.c.Branch },
@@ -153,6 +156,7 @@ func (f *agentFlags) config(fs *pflag.FlagSet) (agent.Config, error) {
 		"node-port-range":      func() { cfg.NodePortRange = f.c.NodePortRange },
 		"cluster-domain":       func() { cfg.ClusterDomain = f.c.ClusterDomain },
 		"lost-grace":           func() { cfg.LostGrace = f.c.LostGrace }, "resync": func() { cfg.Resync = f.c.Resync },
+		"endpoint-drain": func() { cfg.EndpointDrain = f.c.EndpointDrain },
 	}
 	fs.Visit(func(fl *pflag.Flag) {
 		if set, ok := override[fl.Name]; ok {
