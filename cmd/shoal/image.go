@@ -31,7 +31,7 @@ machines that cannot reach a registry. Pods use them with imagePullPolicy IfNotP
 
 The images go to the containerd the agent uses: --containerd-socket when given, otherwise the
 agent's private containerd under --data-dir (started, detached, if it is not running).`,
-		Example: `  shoal image import --data-dir /var/lib/shoal dist/images/web.tar`,
+		Example: `  shoal image import --data-dir /var/lib/shoal dist/images/web-1.0.tar`,
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()

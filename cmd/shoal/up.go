@@ -36,7 +36,7 @@ plain directory that up turns into a repository of its own (commit there to depl
 It shows the nodes joining, the leader, the commit and the pods getting ready, then how to reach
 the Services and how to stop. Everything lives under --dir; shoal down removes it all.
 Needs root, containerd, runc, iproute2, util-linux (nsenter), iptables and the CNI plugins.`,
-		Example: `  shoal up --repo examples/hello --nodes 3 --image dist/images/web.tar
+		Example: `  shoal up --repo examples/hello --nodes 3 --image dist/images/web-1.0.tar
   shoal down`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -136,8 +136,8 @@ func printReach(out io.Writer, rec *localcluster.Record) {
 		}
 	}
 	fmt.Fprintf(out, "Inside a node:  nsenter --net=/run/netns/%s curl ...  (ClusterIPs, pod IPs, DNS)\n", rec.Nodes[0].NetNS)
-	fmt.Fprintf(out, "Look around:    shoal status --server %s --cluster-key-file %s\n", rec.Nodes[0].StatusAddr, rec.KeyFile)
-	fmt.Fprintf(out, "                shoal get pods --server %s --cluster-key-file %s\n", rec.Nodes[0].StatusAddr, rec.KeyFile)
+	fmt.Fprintf(out, "Look around:    export SHOAL_SERVER=%s SHOAL_CLUSTER_KEY_FILE=%s\n", rec.Nodes[0].StatusAddr, rec.KeyFile)
+	fmt.Fprintf(out, "                shoal status; shoal get nodes; shoal get pods -A\n")
 	if rec.RepoCreated {
 		fmt.Fprintf(out, "Deploy:         commit to %s\n", rec.Repo)
 	} else {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +26,10 @@ import (
 // The end-to-end tests run `shoal up` for real: network namespaces, a
 // bridge, containerd daemons, runc containers and agents built from this
 // tree. They need root and the Debian packages CI installs.
+
+// testSubnet is not shoal up's default, so that the tests can run while
+// a demo cluster is up.
+var testSubnet = netip.MustParsePrefix("10.79.0.0/24")
 
 func skipUnlessIntegration(t *testing.T) {
 	t.Helper()
@@ -52,7 +57,7 @@ var (
 
 // shoalBinary builds cmd/shoal once per test process, with the race
 // detector when the tests have it (which reuses their compiled packages).
-func shoalBinary(t *testing.T) string {
+func shoalBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "shoal-e2e-bin-")
@@ -78,7 +83,7 @@ func shoalBinary(t *testing.T) string {
 }
 
 // imageTar writes the named demo image as an archive tagged ref.
-func imageTar(t *testing.T, dir, image, ref string) string {
+func imageTar(t testing.TB, dir, image, ref string) string {
 	t.Helper()
 	var b testimages.Builder
 	img, err := b.Build(context.Background(), image)
@@ -92,23 +97,30 @@ func imageTar(t *testing.T, dir, image, ref string) string {
 	return path
 }
 
-// upForTest starts a cluster from a copy of an example directory and takes
+// exampleCopy copies examples/NAME into a temporary directory, for Up to
+// make a repository of.
+func exampleCopy(t testing.TB, name string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), name)
+	if err := copyTree(filepath.Join("..", "..", "examples", name), dst); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// upForTest starts a cluster following repo (see Options.Repo) and takes
 // it down at the end of the test, checking that nothing is left.
-func upForTest(t *testing.T, name string, nodes int, example string, images []string) *Record {
+func upForTest(t testing.TB, name string, nodes int, repo string, images []string) *Record {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "shoal-e2e-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := filepath.Join(dir, "src")
-	if err := copyTree(filepath.Join("..", "..", "examples", example), src); err != nil {
-		t.Fatal(err)
-	}
 	var log bytes.Buffer
 	ctx := context.Background()
 	rec, err := Up(ctx, Options{
-		Dir: filepath.Join(dir, "c"), Name: name, Nodes: nodes, Repo: src,
-		Subnet: DefaultSubnet, Images: images, Binary: shoalBinary(t), Out: &log,
+		Dir: filepath.Join(dir, "c"), Name: name, Nodes: nodes, Repo: repo,
+		Subnet: testSubnet, Images: images, Binary: shoalBinary(t), Out: &log,
 	})
 	if err != nil {
 		os.RemoveAll(dir)
@@ -135,7 +147,7 @@ func upForTest(t *testing.T, name string, nodes int, example string, images []st
 }
 
 // assertGone checks that Down left nothing of the cluster.
-func assertGone(t *testing.T, rec *Record) {
+func assertGone(t testing.TB, rec *Record) {
 	t.Helper()
 	if _, err := os.Stat(rec.Dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("leak: %s still exists (%v)", rec.Dir, err)
@@ -173,7 +185,7 @@ func inNode(n NodeRecord, name string, args ...string) ([]byte, error) {
 }
 
 // podsOf returns the pods of a namespace that should run.
-func podsOf(t *testing.T, rec *Record, namespace string) []*state.Pod {
+func podsOf(t testing.TB, rec *Record, namespace string) []*state.Pod {
 	t.Helper()
 	c, err := rec.Client()
 	if err != nil {
@@ -193,7 +205,7 @@ func podsOf(t *testing.T, rec *Record, namespace string) []*state.Pod {
 }
 
 // waitFor polls cond until it holds or the time is up.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() (bool, string)) {
+func waitFor(t testing.TB, what string, d time.Duration, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	var last string
@@ -239,7 +251,7 @@ func commitFile(t *testing.T, rec *Record, file, content, msg string) string {
 func TestLocalClusterHello(t *testing.T) {
 	skipUnlessIntegration(t)
 	dir := t.TempDir()
-	rec := upForTest(t, "shoale2e", 3, "hello", []string{imageTar(t, dir, "web", "shoal.dev/examples/web:1.0")})
+	rec := upForTest(t, "shoale2e", 3, exampleCopy(t, "hello"), []string{imageTar(t, dir, "web", "shoal.dev/examples/web:1.0")})
 
 	pods := podsOf(t, rec, "hello")
 	if len(pods) != 3 {
@@ -257,6 +269,36 @@ func TestLocalClusterHello(t *testing.T) {
 	}
 	if len(nodesUsed) != 3 {
 		t.Errorf("3 replicas on %d nodes, want spread over 3", len(nodesUsed))
+	}
+
+	// The Service: its NodePort on every node from the host, its ClusterIP
+	// from every node's namespace; every replica answers through each.
+	c, err := rec.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcs, err := c.Services(context.Background(), "hello")
+	if err != nil || len(svcs.Services) != 1 || svcs.Services[0].ClusterIP == "" || svcs.Services[0].Ports[0].NodePort != 30080 {
+		t.Fatalf("services: %+v %v", svcs, err)
+	}
+	clusterIP := svcs.Services[0].ClusterIP
+	for _, n := range rec.Nodes {
+		seen := map[string]bool{}
+		for range 30 {
+			out, err := exec.Command("curl", "-sS", "-m", "5", "http://"+n.Addr+":30080/").CombinedOutput()
+			if err != nil {
+				t.Fatalf("NodePort of %s: %v %s", n.Name, err, out)
+			}
+			seen[strings.Fields(string(out))[2]] = true
+			out, err = inNode(n, "curl", "-sS", "-m", "5", "http://"+clusterIP+"/")
+			if err != nil {
+				t.Fatalf("ClusterIP from %s: %v %s", n.Name, err, out)
+			}
+			seen[strings.Fields(string(out))[2]] = true
+		}
+		if len(seen) != 3 {
+			t.Errorf("through %s the Service reached %d replicas in 60 requests, want all 3: %v", n.Name, len(seen), seen)
+		}
 	}
 
 	// Scale by a commit.

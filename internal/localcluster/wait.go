@@ -5,8 +5,10 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,13 +27,18 @@ type Progress struct {
 	Pinned            string // commit
 	Refused           string // the newest refused commit's reason, if newer than the pinned one
 	Pods, PodsReady   int
+	// Services counts the Services with an address; ServicesServing
+	// those whose NodePorts all accept connections on the first node (a
+	// Service without NodePorts serves once its ClusterIP is allocated).
+	Services, ServicesServing int
 }
 
 // Done reports whether the cluster runs its commit: every node ready,
 // a leader, a pinned commit, at least minPods pods that should run, and
 // every one of them ready (or finished).
 func (p Progress) Done(nodes, minPods int) bool {
-	return p.NodesReady == nodes && p.Leader != "" && p.Pinned != "" && p.Pods >= minPods && p.PodsReady == p.Pods
+	return p.NodesReady == nodes && p.Leader != "" && p.Pinned != "" && p.Pods >= minPods && p.PodsReady == p.Pods &&
+		p.ServicesServing == p.Services
 }
 
 // Client returns a status API client for the cluster's first node that
@@ -90,7 +97,37 @@ func (r *Record) Observe(ctx context.Context, c *agent.Client) (Progress, error)
 			p.PodsReady++
 		}
 	}
+	svcs, err := c.Services(ctx, "")
+	if err != nil {
+		return p, err
+	}
+	for _, s := range svcs.Services {
+		if s.ClusterIP == "" {
+			continue // headless: DNS only
+		}
+		p.Services++
+		serving := true
+		for _, port := range s.Ports {
+			if port.NodePort != 0 && port.Protocol == "TCP" && !accepts(ctx, net.JoinHostPort(r.Nodes[0].Addr, strconv.Itoa(int(port.NodePort)))) {
+				serving = false
+			}
+		}
+		if serving {
+			p.ServicesServing++
+		}
+	}
 	return p, nil
+}
+
+// accepts reports whether a TCP connection to addr succeeds.
+func accepts(ctx context.Context, addr string) bool {
+	d := net.Dialer{Timeout: time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
 }
 
 // Wait follows the cluster until it runs its commit, printing each change
@@ -128,6 +165,9 @@ func (r *Record) Wait(ctx context.Context, out io.Writer) error {
 			if p.Pinned != "" && (first || p.Pods != last.Pods || p.PodsReady != last.PodsReady) {
 				fmt.Fprintf(out, "pods      %d/%d ready\n", p.PodsReady, p.Pods)
 			}
+			if p.Services > 0 && (p.Services != last.Services || p.ServicesServing != last.ServicesServing) {
+				fmt.Fprintf(out, "services  %d/%d serving\n", p.ServicesServing, p.Services)
+			}
 			first = false
 			last = p
 			if p.Done(len(r.Nodes), minPods) {
@@ -139,8 +179,8 @@ func (r *Record) Wait(ctx context.Context, out io.Writer) error {
 			if lastErr != nil {
 				return fmt.Errorf("cluster not ready: %w (agent logs: %s/node*/agent.log)", lastErr, r.Dir)
 			}
-			return fmt.Errorf("cluster not ready: %d/%d nodes, leader %s, %d/%d pods ready (agent logs: %s/node*/agent.log)",
-				last.NodesReady, len(r.Nodes), orNone(last.Leader), last.PodsReady, last.Pods, r.Dir)
+			return fmt.Errorf("cluster not ready: %d/%d nodes, leader %s, %d/%d pods ready, %d/%d services serving (agent logs: %s/node*/agent.log)",
+				last.NodesReady, len(r.Nodes), orNone(last.Leader), last.PodsReady, last.Pods, last.ServicesServing, last.Services, r.Dir)
 		case <-tick.C:
 		}
 	}

@@ -2,10 +2,11 @@
 // image, for `make images` and for importing on machines without a
 // registry:
 //
-//	go run ./examples/images/build -o dist/images [-tag shoal.dev/examples/NAME:dev]
+//	go run ./examples/images/build -o dist/images [-tag shoal.dev/examples/NAME:1.0 ...]
 //
-// Each tarball is DIR/NAME.tar holding the image named by -tag with NAME
-// substituted.
+// For each image and each -tag (repeatable; NAME is replaced by the image
+// name) it writes DIR/NAME-TAG.tar, TAG being the reference's tag. The
+// default is the tags the examples use, 1.0, and 1.1 for rolling updates.
 package main
 
 import (
@@ -21,15 +22,22 @@ import (
 
 func main() {
 	out := flag.String("o", "dist/images", "output directory")
-	tag := flag.String("tag", "shoal.dev/examples/NAME:dev", "image reference; NAME is replaced by the image name")
+	var tags []string
+	flag.Func("tag", "image reference, repeatable; NAME is replaced by the image name (default shoal.dev/examples/NAME:1.0 and :1.1)", func(s string) error {
+		tags = append(tags, s)
+		return nil
+	})
 	flag.Parse()
-	if err := run(*out, *tag); err != nil {
+	if len(tags) == 0 {
+		tags = []string{"shoal.dev/examples/NAME:1.0", "shoal.dev/examples/NAME:1.1"}
+	}
+	if err := run(*out, tags); err != nil {
 		fmt.Fprintln(os.Stderr, "build images:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out, tag string) error {
+func run(out string, tags []string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
@@ -39,16 +47,22 @@ func run(out, tag string) error {
 		if err != nil {
 			return err
 		}
-		ref := strings.ReplaceAll(tag, "NAME", name)
-		path := filepath.Join(out, name+".tar")
-		if err := testimages.WriteOCITar(img, ref, path); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
 		d, err := img.Digest()
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%s\t%s\t%s\n", path, ref, d)
+		for _, tag := range tags {
+			ref := strings.ReplaceAll(tag, "NAME", name)
+			v := "latest"
+			if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
+				v = ref[i+1:]
+			}
+			path := filepath.Join(out, name+"-"+v+".tar")
+			if err := testimages.WriteOCITar(img, ref, path); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			fmt.Printf("%s\t%s\t%s\n", path, ref, d)
+		}
 	}
 	return nil
 }

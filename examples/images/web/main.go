@@ -1,6 +1,7 @@
 // Command web is shoal's demo and test web server. It answers:
 //
-//	GET  /         "hello from POD" where POD is $POD_NAME, else the hostname
+//	GET  /         "hello from POD" where POD is $POD_NAME, else the hostname,
+//	               followed by ": $MESSAGE" when MESSAGE is set
 //	GET  /healthz  200 ok while the process runs
 //	GET  /ready    200 when ready, 503 when not (ready at start unless $READY=false)
 //	POST /ready    ?ready=true|false sets readiness; without it, toggles
@@ -44,6 +45,10 @@ func main() {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		if msg := os.Getenv("MESSAGE"); msg != "" {
+			fmt.Fprintf(w, "hello from %s: %s\n", name, msg)
+			return
+		}
 		fmt.Fprintf(w, "hello from %s\n", name)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
