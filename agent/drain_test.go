@@ -23,7 +23,9 @@ func TestGateStops(t *testing.T) {
 		{UID: starting.UID, Status: state.PodStatus{Phase: state.PhaseRunning}},
 	}})
 	v := s.Snapshot()
-	key := func(p state.Pod) runtime.PodKey { return runtime.PodKey{Namespace: p.Namespace, Name: p.Name, UID: p.UID} }
+	key := func(p state.Pod) runtime.PodKey {
+		return runtime.PodKey{Namespace: p.Namespace, Name: p.Name, UID: p.UID}
+	}
 	acts := []PodAction{
 		{Op: OpStop, Key: key(serving)},
 		{Op: OpStop, Key: key(starting)},
