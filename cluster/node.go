@@ -165,10 +165,11 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 	if len(cfg.Join) > 0 {
 		joined := make(chan error, 1)
 		n.wg.Add(1)
-		// Machines start in any order: until one member at the join
-		// addresses answers, try again (like Consul's retry_join), saying
-		// why each time. This node's gossip already listens, so the others
-		// can reach it meanwhile.
+		// Machines start in any order: while no member at the join
+		// addresses answers at all, try again (like Consul's retry_join),
+		// saying why each time. This node's gossip already listens, so the
+		// others can reach it meanwhile. A member that answers and refuses
+		// (another key, a name in use) fails Start at once.
 		go func() {
 			defer n.wg.Done()
 			backoff := joinRetryMin
@@ -176,6 +177,12 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 				_, err := n.ml.Join(cfg.Join)
 				if err == nil {
 					joined <- nil
+					return
+				}
+				if !unreachable(err) {
+					// Someone answered and refused us: trying again
+					// changes nothing.
+					joined <- fmt.Errorf("%w%s", flatten(err), joinHint(err))
 					return
 				}
 				n.log.Warn("join failed; retrying", "join", strings.Join(cfg.Join, ","), "in", backoff,
@@ -245,6 +252,25 @@ const (
 	joinRetryMin = 500 * time.Millisecond
 	joinRetryMax = 10 * time.Second
 )
+
+// unreachable reports whether every join address failed for want of a
+// listener (refused, unreachable, timed out), as when the other machines
+// are not up yet. memberlist flattens the causes into text, so this reads
+// it.
+func unreachable(err error) bool {
+	errs := []error{err}
+	if me, ok := err.(interface{ WrappedErrors() []error }); ok && len(me.WrappedErrors()) > 0 {
+		errs = me.WrappedErrors()
+	}
+	for _, e := range errs {
+		s := e.Error()
+		if !strings.Contains(s, "connection refused") && !strings.Contains(s, "no route to host") &&
+			!strings.Contains(s, "network is unreachable") && !strings.Contains(s, "i/o timeout") {
+			return false
+		}
+	}
+	return true
+}
 
 func joinHint(err error) string {
 	s := err.Error()
