@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -28,8 +29,43 @@ import (
 // tree. They need root and the Debian packages CI installs.
 
 // testSubnet is not shoal up's default, so that the tests can run while
-// a demo cluster is up.
-var testSubnet = netip.MustParsePrefix("10.79.0.0/24")
+// a demo cluster is up, and differs between test processes running at the
+// same time (see pickTestSubnet).
+var testSubnet = pickTestSubnet()
+
+// pickTestSubnet returns a 10.79.X.0/24 that no interface of the host has
+// an address in, starting from one derived from the process ID.
+func pickTestSubnet() netip.Prefix {
+	used := map[byte]bool{}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
+				b := p.Addr().As4()
+				if b[0] == 10 && b[1] == 79 {
+					used[b[2]] = true
+				}
+			}
+		}
+	}
+	start := os.Getpid() % 250
+	for i := range 250 {
+		x := byte((start + i) % 250)
+		if !used[x] {
+			return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 79, x, 0}), 24)
+		}
+	}
+	return netip.MustParsePrefix("10.79.0.0/24")
+}
+
+// testName makes a cluster name unique to this test process, so that two
+// test processes never build the same bridge or namespaces: the first four
+// characters of name and four hex digits of the process ID.
+func testName(name string) string {
+	if len(name) > 4 {
+		name = name[:4]
+	}
+	return fmt.Sprintf("%s%04x", name, os.Getpid()&0xffff)
+}
 
 func skipUnlessIntegration(t *testing.T) {
 	t.Helper()
@@ -119,7 +155,7 @@ func upForTest(t testing.TB, name string, nodes int, repo string, images []strin
 	var log bytes.Buffer
 	ctx := context.Background()
 	rec, err := Up(ctx, Options{
-		Dir: filepath.Join(dir, "c"), Name: name, Nodes: nodes, Repo: repo,
+		Dir: filepath.Join(dir, "c"), Name: testName(name), Nodes: nodes, Repo: repo,
 		Subnet: testSubnet, Images: images, Binary: shoalBinary(t), Out: &log,
 	})
 	if err != nil {
