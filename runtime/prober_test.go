@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -175,6 +176,7 @@ func TestProberProperties(t *testing.T) {
 		fails := map[ProbeKind]int32{}
 		succ := map[ProbeKind]int32{}
 		modelReady, modelStarted, stopped := false, c.StartupProbe == nil, false
+		modelWasReady := false
 		now := t0
 		for range rapid.IntRange(1, 60).Draw(t, "steps") {
 			plan := PlanProbes(spec, st, states, now)
@@ -198,8 +200,12 @@ func TestProberProperties(t *testing.T) {
 				if now.Before(t0.Add(p.InitialDelay)) {
 					t.Fatalf("%s probe at +%s before its initial delay %s", run.Kind, now.Sub(t0), p.InitialDelay)
 				}
-				if last, ok := lastRun[run.Kind]; ok && now.Sub(last) < p.Period {
-					t.Fatalf("%s probes %s apart, period %s", run.Kind, now.Sub(last), p.Period)
+				gap := p.Period
+				if run.Kind == ProbeReadiness && !modelWasReady && fails[run.Kind] > 0 {
+					gap = readinessRetry(fails[run.Kind], p.Period) // retried sooner until first ready
+				}
+				if last, ok := lastRun[run.Kind]; ok && now.Sub(last) < gap {
+					t.Fatalf("%s probes %s apart, want at least %s (period %s)", run.Kind, now.Sub(last), gap, p.Period)
 				}
 				lastRun[run.Kind] = now
 			}
@@ -227,7 +233,7 @@ func TestProberProperties(t *testing.T) {
 				case run.Kind == ProbeStartup && ok:
 					modelStarted = true
 				case run.Kind == ProbeReadiness && succ[run.Kind] >= p.SuccessThreshold:
-					modelReady = true
+					modelReady, modelWasReady = true, true
 				case run.Kind == ProbeReadiness && fails[run.Kind] >= p.FailureThreshold:
 					modelReady = false
 				}
@@ -339,5 +345,39 @@ func TestFakeProbeAndReadiness(t *testing.T) {
 	plain := podSpec("q", ContainerSpec{Name: "web", Image: "web:1", PullPolicy: corev1.PullIfNotPresent})
 	if st, _ := f.RunPod(ctx, plain); !st.Ready || !st.Containers[0].Started {
 		t.Errorf("probe-less running pod not ready: %+v", st)
+	}
+}
+
+// TestReadinessRetriedSoonerUntilFirstReady: a readiness probe that fails
+// before the container was ever ready is retried after 100 ms, 200 ms,
+// 400 ms ... up to its period; once it has succeeded, failures wait the
+// whole period again.
+func TestReadinessRetriedSoonerUntilFirstReady(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	c := ContainerSpec{Name: "c", ReadinessProbe: httpProbeSpec("/ready", time.Second, 1, 3)}
+	spec := PodSpec{Containers: []ContainerSpec{c}}
+	st := PodStatus{Containers: []ContainerStatus{running("c", t0)}}
+	var states map[string]ProbeState
+	now := t0
+	step := func(ok bool) time.Time {
+		t.Helper()
+		plan := PlanProbes(spec, st, states, now)
+		if len(plan.Run) != 1 {
+			t.Fatalf("at +%s: %d probes due, want 1", now.Sub(t0), len(plan.Run))
+		}
+		states = plan.States
+		states["c"], _ = ObserveProbe(states["c"], c, plan.Run[0], ProbeResult{Success: ok})
+		return PlanProbes(spec, st, states, now).Wake
+	}
+	var gaps []time.Duration
+	for _, ok := range []bool{false, false, false, false, false, true, false, false} {
+		wake := step(ok)
+		gaps = append(gaps, wake.Sub(now))
+		now = wake
+	}
+	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond,
+		time.Second, time.Second, time.Second, time.Second}
+	if fmt.Sprint(gaps) != fmt.Sprint(want) {
+		t.Errorf("gaps between readiness probes: %v, want %v", gaps, want)
 	}
 }
