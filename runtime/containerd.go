@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,6 +68,12 @@ func NewContainerd(ctx context.Context, cfg Config) (*Containerd, error) {
 	net, err := newCNINet(cfg)
 	if err != nil {
 		return nil, err
+	}
+	// A missing socket fails at once, not after the client's dial timeout.
+	if sock := strings.TrimPrefix(cfg.Address, "unix://"); filepath.IsAbs(sock) {
+		if _, err := os.Stat(sock); err != nil {
+			return nil, fmt.Errorf("connect to containerd at %s: %w (is containerd running?)", cfg.Address, err)
+		}
 	}
 	client, err := containerd.New(cfg.Address, containerd.WithDefaultNamespace(cfg.Namespace),
 		containerd.WithTimeout(10*time.Second))
@@ -443,6 +450,11 @@ func requireArgs(_ context.Context, _ oci.Client, _ *containers.Container, s *oc
 // finish, then deletes the container with its snapshot. Missing pieces are
 // not errors.
 func (c *Containerd) deleteContainer(ctx context.Context, ctr containerd.Container) error {
+	// Once begun, a deletion runs to its end even if the caller gives up
+	// (an agent shutting down): cut short between the task's deletion and
+	// its shim's shutdown, it would leave an orphaned shim behind.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
 	var errs []error
 	if task, err := ctr.Task(ctx, nil); err == nil {
 		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
