@@ -59,6 +59,11 @@ func Down(ctx context.Context, dir string, out io.Writer) error {
 			}
 		}
 	}
+	for _, n := range rec.Nodes {
+		if k := reapShims(ctx, runtime.SocketPath(n.ContainerdDir)); k > 0 {
+			fmt.Fprintf(out, "runtime   node %s: killed %d orphaned shims and their containers\n", n.Name, k)
+		}
+	}
 	fmt.Fprintf(out, "runtime   containers removed, containerd stopped\n")
 	if err := unmountUnder(dir); err != nil {
 		errs = append(errs, err)
@@ -76,7 +81,9 @@ func Down(ctx context.Context, dir string, out io.Writer) error {
 		return err
 	}
 	// The runtime's cgroup parent, if nothing else uses it.
-	_ = os.Remove("/sys/fs/cgroup/shoal")
+	for _, dir := range cgroupDirs(runtimeCgroupParent) {
+		_ = os.Remove(dir)
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
@@ -158,33 +165,92 @@ func removeContainers(ctx context.Context, dir string) error {
 			}
 		}
 	}
-	// Deleted tasks' shims exit on their own, a moment later; the runtime's
-	// cgroups go with them.
-	if err := waitShims(ctx, sock); err != nil {
-		errs = append(errs, err)
-	}
 	return errors.Join(errs...)
 }
 
-// waitShims waits until no containerd shim serves the containerd at sock,
-// and kills those still there after 10 seconds.
-func waitShims(ctx context.Context, sock string) error {
+// reapShims waits for the shims of the containerd at sock to exit, as
+// they do once their task is deleted. A shim still there after 10 seconds
+// is an orphan (its task was deleted by an agent interrupted halfway, so
+// containerd never told it to go): the processes of its container's
+// cgroup are killed, then the shim, and the cgroup removed. It returns how
+// many it killed.
+func reapShims(ctx context.Context, sock string) int {
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		pids := shimsOf(sock)
-		if len(pids) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			for _, pid := range pids {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-			return fmt.Errorf("containerd shims %v of %s did not exit; killed", pids, sock)
-		}
+	for len(shimsOf(sock)) > 0 && time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0
 		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	killed := 0
+	for _, pid := range shimsOf(sock) {
+		if id := shimContainerID(pid); id != "" {
+			killCgroup(runtimeCgroupParent + "/" + id)
+		}
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed++
+		}
+	}
+	return killed
+}
+
+// runtimeCgroupParent is where the runtime puts containers' cgroups: the
+// agent's containerd namespace, shoal unless configured otherwise.
+const runtimeCgroupParent = "shoal"
+
+// shimContainerID reads the container ID from a shim's command line
+// ("-id ID").
+func shimContainerID(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return ""
+	}
+	args := strings.Split(string(b), "\x00")
+	for i, a := range args {
+		if a == "-id" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// cgroupDirs lists the directories of a cgroup path under every mounted
+// hierarchy (cgroup v1 has one per controller, v2 one).
+func cgroupDirs(path string) []string {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return []string{filepath.Join("/sys/fs/cgroup", path)}
+	}
+	ents, err := os.ReadDir("/sys/fs/cgroup")
+	if err != nil {
+		return nil
+	}
+	var dirs []string
+	for _, e := range ents {
+		dirs = append(dirs, filepath.Join("/sys/fs/cgroup", e.Name(), path))
+	}
+	return dirs
+}
+
+// killCgroup kills every process of a cgroup and removes it.
+func killCgroup(path string) {
+	for _, dir := range cgroupDirs(path) {
+		b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	for _, dir := range cgroupDirs(path) {
+		for i := 0; i < 100 && os.Remove(dir) != nil; i++ {
+			if _, err := os.Stat(dir); err != nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond) // the killed processes leave the cgroup
 		}
 	}
 }

@@ -1,0 +1,86 @@
+package localcluster
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkAgentMemory50Pods measures the resident memory of an agent
+// running 50 pods on containerd: a one-node cluster runs a Deployment of
+// 50 web replicas; once all are Ready and the agent has run for a while
+// (probes, status reports, Service rules), it reports the agent's VmRSS
+// and VmHWM (peak) and its private anonymous memory (RssAnon) from /proc,
+// and the RSS of the node's containerd for comparison. Run it without the race detector, which multiplies memory:
+//
+//	go test -run '^$' -bench AgentMemory50Pods -benchtime 1x ./internal/localcluster
+func BenchmarkAgentMemory50Pods(b *testing.B) {
+	if err := Preflight(); err != nil {
+		b.Skipf("needs: %v", err)
+	}
+	if raceEnabled {
+		b.Skip("memory figures need a binary built without the race detector")
+	}
+	dir := b.TempDir()
+	src := filepath.Join(dir, "repo")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "web.yaml"), []byte(strings.Replace(benchDeployment(50, 1),
+		"          readinessProbe:", "          resources:\n            requests: {cpu: 10m, memory: 8Mi}\n          readinessProbe:", 1)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < b.N; i++ {
+		rec := upForTest(b, "shoalmem", 1, src, []string{imageTar(b, dir, "web", "shoal.dev/examples/web:1.0")})
+		// Let it settle: probes every second, status reports, a few
+		// proxier syncs and Go's GC cycles.
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			if err := rec.agentsAlive(); err != nil {
+				b.Fatal(err)
+			}
+			time.Sleep(time.Second)
+		}
+		n := rec.Nodes[0]
+		rss, hwm, anon := procMemory(b, n.AgentPID)
+		b.ReportMetric(float64(rss)/(1<<20), "agent-rss-MiB")
+		b.ReportMetric(float64(hwm)/(1<<20), "agent-peak-MiB")
+		b.ReportMetric(float64(anon)/(1<<20), "agent-anon-MiB")
+		crss, _, _ := procMemory(b, n.ContainerdPID)
+		b.ReportMetric(float64(crss)/(1<<20), "containerd-rss-MiB")
+		b.StopTimer()
+	}
+}
+
+// procMemory returns VmRSS, VmHWM and RssAnon of a process, in bytes.
+// RSS counts the pages of the executable the process touched (clean, and
+// shared with every process running the same binary); RssAnon is the
+// memory the process itself allocated.
+func procMemory(t testing.TB, pid int) (rss, hwm, anon int64) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		f := strings.Fields(string(line))
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb << 10
+		case "VmHWM:":
+			hwm = kb << 10
+		case "RssAnon:":
+			anon = kb << 10
+		}
+	}
+	return rss, hwm, anon
+}
