@@ -169,7 +169,8 @@ func (a *Agent) startServiceNetworking(ctx context.Context, wg *sync.WaitGroup, 
 	var sinks []serviceSink
 	clusterCIDR, _ := netip.ParsePrefix(a.cfg.PodCIDRRange) // checked by Validate
 	serviceCIDR, _ := netip.ParsePrefix(a.cfg.ServiceCIDR)  // checked by Validate
-	if p, err := newProxier(svcproxy.Config{NodeName: a.cfg.NodeName, ClusterCIDR: clusterCIDR, ServiceCIDR: serviceCIDR}, log); err != nil {
+	if p, err := newProxier(svcproxy.Config{NodeName: a.cfg.NodeName, ClusterCIDR: clusterCIDR, ServiceCIDR: serviceCIDR,
+		MasqueradeEgress: true}, log); err != nil {
 		log.Error("service proxy unavailable: ClusterIPs and NodePorts do not answer on this node", "err", err)
 	} else {
 		sinks = append(sinks, p)

@@ -564,6 +564,11 @@ func (rd *renderer) finish(r *Ruleset, svc *[256][]byte, np map[int32][]byte, np
 		post = fmt.Appendf(post, "-A %s ! -s %s -m conntrack --ctstate DNAT --ctorigdst %s -j MARK --or-mark %s\n",
 			ChainPostrouting, rd.cfg.ClusterCIDR, rd.cfg.ServiceCIDR, rd.mark)
 	}
+	if rd.cfg.MasqueradeEgress && rd.cfg.ClusterCIDR.IsValid() {
+		// Pods reaching beyond the pod network leave as the node.
+		post = fmt.Appendf(post, "-A %s -s %s ! -d %s -j MARK --or-mark %s\n",
+			ChainPostrouting, rd.cfg.ClusterCIDR, rd.cfg.ClusterCIDR, rd.mark)
+	}
 	post = fmt.Appendf(post, "-A %s -m mark ! --mark %s/%s -j RETURN\n", ChainPostrouting, rd.mark, rd.mark)
 	post = fmt.Appendf(post, "-A %s -j MARK --xor-mark %s\n", ChainPostrouting, rd.mark)
 	post = fmt.Appendf(post, "-A %s -j MASQUERADE --random-fully\n", ChainPostrouting)

@@ -309,3 +309,20 @@ func TestRenderUDPPorts(t *testing.T) {
 		t.Fatalf("UDP = %+v", u)
 	}
 }
+
+// TestRenderEgressMasquerade: with MasqueradeEgress, traffic from the pod
+// network to anywhere outside it is marked for masquerade; pod-to-pod
+// traffic is not; without it nothing is added.
+func TestRenderEgressMasquerade(t *testing.T) {
+	rule := "-A SHOAL-POSTROUTING -s 10.244.0.0/16 ! -d 10.244.0.0/16 -j MARK --or-mark 0x2000"
+	cfg := testConfig
+	if post := string(Render(cfg, []Service{web()}).NAT.Rules(ChainPostrouting)); strings.Contains(post, "! -d 10.244.0.0/16") {
+		t.Errorf("egress masquerade without MasqueradeEgress:\n%s", post)
+	}
+	cfg.MasqueradeEgress = true
+	post := string(Render(cfg, []Service{web()}).NAT.Rules(ChainPostrouting))
+	i, j := strings.Index(post, rule), strings.Index(post, "-j RETURN")
+	if i < 0 || j < 0 || i > j {
+		t.Errorf("want %q before the RETURN of unmarked traffic:\n%s", rule, post)
+	}
+}

@@ -174,6 +174,11 @@ type Config struct {
 	// MasqueradeMark is the packet mark bit that asks SHOAL-POSTROUTING to
 	// masquerade; 0 means DefaultMasqueradeMark.
 	MasqueradeMark uint32
+	// MasqueradeEgress masquerades traffic from the pod network
+	// (ClusterCIDR) to anywhere outside it, so pods reach other machines
+	// and the internet as the node; traffic between pods, on any node, keeps
+	// its addresses. Needs ClusterCIDR.
+	MasqueradeEgress bool
 }
 
 // DefaultMasqueradeMark is bit 13 (kube-proxy uses bit 14, 0x4000, so the
