@@ -25,6 +25,7 @@ import (
 //	GET /v1/nodes              NodeList
 //	GET /v1/pods[?namespace=]  PodList
 //	GET /v1/services[?namespace=]  ServiceList
+//	GET /v1/events[?namespace=][&object=]  EventList
 //
 // On a loopback address it answers anyone on the machine; on any other it
 // requires "Authorization: Bearer <StatusToken(cluster key)>".
@@ -95,6 +96,7 @@ func (a *Agent) statusHandler() http.Handler {
 		writeJSON(w, PodList{Pods: nonNil(pods)})
 	})
 	mux.HandleFunc("GET /v1/services", a.servicesHandler)
+	mux.HandleFunc("GET /v1/events", a.eventsHandler)
 	loopback := false
 	if host, _, err := net.SplitHostPort(a.listener.Addr().String()); err == nil {
 		ip := net.ParseIP(host)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -257,4 +258,14 @@ func TestServicesAcrossTheCluster(t *testing.T) {
 		}
 		return nil
 	})
+	// The conflict is in the status API's events, for `shoal get events`.
+	evs, err := (&Client{Server: all[1].StatusAddr()}).Events(context.Background(), "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(evs.Events, func(e *state.Event) bool {
+		return e.Key == "Service/default/clash" && e.Reason == "ClusterIPConflict"
+	}) {
+		t.Errorf("GET /v1/events?namespace=default lacks the conflict: %+v", evs.Events)
+	}
 }

@@ -27,18 +27,19 @@ func newGetCommand() *cobra.Command {
 		noHeaders     bool
 	)
 	cmd := &cobra.Command{
-		Use:   "get (nodes | pods | services) [-n NS | -A] [-o wide|json|yaml]",
-		Short: "List nodes, pods or Services, as kubectl get does",
+		Use:   "get (nodes | pods | services | events) [-n NS | -A] [-o wide|json|yaml]",
+		Short: "List nodes, pods, Services or events, as kubectl get does",
 		Long: `List the cluster's nodes, pods or Services from an agent's replica, in kubectl's columns.
 Pods and Services are those of the namespace given with -n (default "default"), or of every
 namespace with -A. Services show the addresses the cluster allocated and their endpoints, as the
-answering node programs them.`,
+answering node programs them. Events are what the leader recorded: why a pod is not scheduled,
+rollout steps, refused Service addresses (-A for every namespace and the nodes' events).`,
 		Example: `  shoal get nodes
   shoal get pods -A -o wide
   shoal get services -n hello
   shoal get pods -n shop -o yaml`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"nodes", "pods", "services"},
+		ValidArgs: []string{"nodes", "pods", "services", "events"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output, "", "wide", "json", "yaml"); err != nil {
 				return err
@@ -106,8 +107,21 @@ answering node programs them.`,
 					return nil
 				}
 				return writeServices(w, list.Services, allNamespaces, output == "wide")
+			case "events", "event", "ev":
+				list, err := c.Events(cmd.Context(), ns)
+				if err != nil {
+					return err
+				}
+				if output == "json" || output == "yaml" {
+					return writeData(w, output, list.Events)
+				}
+				if len(list.Events) == 0 {
+					fmt.Fprintln(cmd.ErrOrStderr(), "No events found")
+					return nil
+				}
+				return writeEvents(w, list.Events, now)
 			default:
-				return fmt.Errorf("unknown resource type %q: use nodes, pods or services", args[0])
+				return fmt.Errorf("unknown resource type %q: use nodes, pods, services or events", args[0])
 			}
 		},
 	}
@@ -184,10 +198,14 @@ func humanBytes(b int64, q *resource.Quantity) string {
 }
 
 // podStatus reads like kubectl's STATUS column: Terminating while being
-// deleted, the waiting reason while one holds the pod, else the phase.
+// deleted, Lost once its node is gone, the waiting reason while one holds
+// the pod, else the phase.
 func podStatus(p *state.Pod) string {
 	if p.Desired == state.DesiredDelete && !p.Status.Phase.Terminal() {
 		return "Terminating"
+	}
+	if p.Status.Phase == state.PhaseLost {
+		return string(state.PhaseLost) // what its containers last said no longer holds
 	}
 	for _, c := range p.Status.Containers {
 		if c.State == "waiting" && c.Reason != "" {
@@ -304,4 +322,17 @@ func (s *skipFirstLine) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return n, nil
+}
+
+func writeEvents(w io.Writer, evs []*state.Event, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(tw, "LAST SEEN\tTYPE\tREASON\tOBJECT\tMESSAGE")
+	for _, e := range evs {
+		typ := e.Type
+		if typ == "" {
+			typ = "Normal"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", age(now, e.Time), typ, e.Reason, e.Key, strings.ReplaceAll(e.Message, "\n", " "))
+	}
+	return tw.Flush()
 }

@@ -39,6 +39,9 @@ func newStatusServer(t *testing.T, token string) *statusServer {
 		{UID: "u3", Namespace: "shop", Name: "cart", NodeName: "n2", Created: now.Add(-time.Minute), Desired: state.DesiredDelete,
 			Spec:   state.PodSpec{Images: []string{"cart:1"}},
 			Status: state.PodStatus{Phase: state.PhaseRunning, Containers: []state.ContainerStatus{{Name: "cart", State: "running", Ready: true}}}},
+		{UID: "u5", Namespace: "shop", Name: "lost", NodeName: "n2", Created: now.Add(-time.Minute), Desired: state.DesiredRun,
+			Spec:   state.PodSpec{Images: []string{"lost:1"}},
+			Status: state.PodStatus{Phase: state.PhaseLost, Containers: []state.ContainerStatus{{Name: "x", State: "waiting", Reason: "CreateContainerConfigError"}}}},
 		{UID: "u4", Namespace: "shop", Name: "pull", NodeName: "n2", Created: now.Add(-time.Minute), Desired: state.DesiredRun,
 			Spec:   state.PodSpec{Images: []string{"nope:1"}},
 			Status: state.PodStatus{Phase: state.PhasePending, Containers: []state.ContainerStatus{{Name: "x", State: "waiting", Reason: "ErrImagePull"}}}},
@@ -93,6 +96,12 @@ func newStatusServer(t *testing.T, token string) *statusServer {
 			Problems: []string{"Service default/clash: clusterIP 10.96.0.2 is held by default/web"},
 		})
 	})
+	mux.HandleFunc("/v1/events", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, r, agent.EventList{Events: []*state.Event{
+			{Seq: 1, Key: "Pod/default/big", Type: "Warning", Reason: "FailedScheduling", Message: "0/2 nodes: 2 Insufficient cpu", Time: now.Add(-time.Minute)},
+			{Seq: 2, Key: "Deployment/default/web", Reason: "ScalingReplicaSet", Message: "Scaled up revision abc from 0 to 3", Time: now.Add(-30 * time.Second)},
+		}})
+	})
 	s.Server = httptest.NewServer(mux)
 	t.Cleanup(s.Close)
 	return s
@@ -128,7 +137,7 @@ func TestGetPods(t *testing.T) {
 
 	code, out, _ = shoal(t, "get", "pods", "-A", "-o", "wide", "--server", srv.URL)
 	rows = fields(out)
-	if code != 0 || len(rows) != 5 || strings.Join(rows[0], " ") != "NAMESPACE NAME READY STATUS RESTARTS AGE IP NODE" {
+	if code != 0 || len(rows) != 6 || strings.Join(rows[0], " ") != "NAMESPACE NAME READY STATUS RESTARTS AGE IP NODE" {
 		t.Fatalf("get pods -A -o wide: exit %d\n%s", code, out)
 	}
 	if srv.lastNS != "" {
@@ -140,6 +149,9 @@ func TestGetPods(t *testing.T) {
 	}
 	if r := byName["cart"]; r[3] != "Terminating" {
 		t.Errorf("a pod being deleted: %v, want Terminating", r)
+	}
+	if r := byName["lost"]; r[3] != "Lost" {
+		t.Errorf("a lost pod: %v, want Lost over its last waiting reason", r)
 	}
 	if r := byName["pull"]; r[3] != "ErrImagePull" || r[6] != "<none>" || r[7] != "n2" {
 		t.Errorf("a pod waiting on its image: %v", r)
@@ -158,7 +170,7 @@ func TestGetPodsJSONAndYAML(t *testing.T) {
 	srv := newStatusServer(t, "")
 	code, out, _ := shoal(t, "get", "pods", "-n", "shop", "-o", "json", "--server", srv.URL)
 	var pods []state.Pod
-	if err := json.Unmarshal([]byte(out), &pods); code != 0 || err != nil || len(pods) != 2 || pods[0].Namespace != "shop" {
+	if err := json.Unmarshal([]byte(out), &pods); code != 0 || err != nil || len(pods) != 3 || pods[0].Namespace != "shop" {
 		t.Fatalf("-o json: exit %d, %v\n%s", code, err, out)
 	}
 	code, out, _ = shoal(t, "get", "nodes", "-o", "yaml", "--server", srv.URL)
@@ -257,5 +269,21 @@ func TestGetServices(t *testing.T) {
 	code, out, _ = shoal(t, "get", "svc", "--no-headers", "--server", srv.URL)
 	if rows := fields(out); code != 0 || len(rows) != 2 || rows[0][0] != "web" {
 		t.Errorf("--no-headers: exit %d\n%s", code, out)
+	}
+}
+
+func TestGetEvents(t *testing.T) {
+	srv := newStatusServer(t, "")
+	code, out, errOut := shoal(t, "get", "events", "--server", srv.URL)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	rows := fields(out)
+	if len(rows) != 3 || strings.Join(rows[0], " ") != "LAST SEEN TYPE REASON OBJECT MESSAGE" ||
+		rows[1][1] != "Warning" || rows[1][2] != "FailedScheduling" || rows[1][3] != "Pod/default/big" || rows[2][1] != "Normal" {
+		t.Errorf("get events:\n%s", out)
+	}
+	if srv.lastPath != "/v1/events" || srv.lastNS != "default" {
+		t.Errorf("asked %s?namespace=%s", srv.lastPath, srv.lastNS)
 	}
 }
