@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/shoal-dev/shoal/gitsource"
@@ -197,7 +198,11 @@ func judgeCommit(l loaded) string {
 		}
 		t, err := podTemplate(o)
 		if err == nil {
-			_, err = runtimeSpec(templatePod(t, o.Key.Namespace, o.Key.Name, "validation", t.Labels), "validation", opts)
+			p := templatePod(t, o.Key.Namespace, o.Key.Name, "validation", t.Labels)
+			if sts, ok := o.Obj.(*appsv1.StatefulSet); ok {
+				claimVolumes(&p.Spec, sts, o.Key.Name+"-0") // as its pods get them
+			}
+			_, err = runtimeSpec(p, "validation", opts)
 		}
 		if err != nil {
 			msgs = append(msgs, fmt.Sprintf("%s %s/%s: pod template: %v", o.Key.Kind, o.Key.Namespace, o.Key.Name, err))

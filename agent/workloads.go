@@ -165,6 +165,7 @@ func podManifest(set *manifest.Set, rec *state.Pod) (*corev1.Pod, error) {
 	case *appsv1.StatefulSet:
 		p.Spec.Hostname = rec.Name
 		p.Spec.Subdomain = obj.Spec.ServiceName
+		claimVolumes(&p.Spec, obj, rec.Name)
 	case *batchv1.Job:
 		if obj.Spec.CompletionMode != nil && *obj.Spec.CompletionMode == batchv1.IndexedCompletion {
 			idx, ok := rec.Labels[reconciler.LabelJobCompletionIdx]
@@ -175,6 +176,28 @@ func podManifest(set *manifest.Set, rec *state.Pod) (*corev1.Pod, error) {
 		}
 	}
 	return p, nil
+}
+
+// claimVolumes gives a StatefulSet pod the volume of each of its claims,
+// as Kubernetes' StatefulSet controller does: the volume named after the
+// claim template (replacing one the template declares under that name)
+// is the node-local volume of claim TEMPLATE-POD (reconciler.ClaimName),
+// which outlives the pod on the node that holds it.
+func claimVolumes(s *corev1.PodSpec, sts *appsv1.StatefulSet, pod string) {
+	for _, t := range sts.Spec.VolumeClaimTemplates {
+		v := corev1.Volume{Name: t.Name, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: reconciler.ClaimName(t.Name, pod)},
+		}}
+		replaced := false
+		for i := range s.Volumes {
+			if s.Volumes[i].Name == t.Name {
+				s.Volumes[i], replaced = v, true
+			}
+		}
+		if !replaced {
+			s.Volumes = append(s.Volumes, v)
+		}
+	}
 }
 
 // podTemplate returns the pod template of a workload object (a CronJob's

@@ -179,7 +179,7 @@ func newCatalog() *kindCatalog {
 					fld("storage", sQuantity, "", "Required. The volume size."),
 				), "", ""),
 			), "", ""),
-			fld("storageClassName", sString, "", "The local storage class to provision from."),
+			fld("storageClassName", sString, "", "Unset only: shoal has one storage class, a directory on the node that first runs the pod."),
 		), "", ""),
 	)
 	statefulSet := top("StatefulSet", metaField, fld("spec", objectSchema("", "",

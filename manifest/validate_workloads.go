@@ -220,6 +220,9 @@ func (v *validator) volumeClaimTemplates(o *Object, vcts []corev1.PersistentVolu
 		case storage.Sign() <= 0:
 			v.errorf(o, p+".spec.resources.requests.storage", "must be greater than 0, got %s", storage.String())
 		}
+		if sc := c.Spec.StorageClassName; sc != nil {
+			v.errorf(o, p+".spec.storageClassName", "storage class %q is not supported by shoal: its only storage is a local volume on the node that first runs the pod; remove storageClassName", *sc)
+		}
 		for j, m := range c.Spec.AccessModes {
 			switch {
 			case localAccessModes[m]:

@@ -98,6 +98,8 @@ func TestValidateWorkloads(t *testing.T) {
 			})},
 		{name: "claim needs storage", field: "spec.volumeClaimTemplates[0].spec.resources.requests", msg: "storage request is required",
 			objs: sts(func(s *appsv1.StatefulSetSpec) { s.VolumeClaimTemplates[0] = fxClaimTemplate("data", "") })},
+		{name: "claim storage class", field: "spec.volumeClaimTemplates[0].spec.storageClassName", msg: `storage class "fast-ssd" is not supported`,
+			objs: sts(func(s *appsv1.StatefulSetSpec) { s.VolumeClaimTemplates[0].Spec.StorageClassName = fxPtr("fast-ssd") })},
 		{name: "claim storage positive", field: "spec.volumeClaimTemplates[0].spec.resources.requests.storage", msg: "greater than 0",
 			objs: sts(func(s *appsv1.StatefulSetSpec) { s.VolumeClaimTemplates[0] = fxClaimTemplate("data", "0") })},
 		{name: "mount of a claim template is fine, of anything else not", field: "spec.template.spec.containers[0].volumeMounts[1].name", msg: "or spec.volumeClaimTemplates",

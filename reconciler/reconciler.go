@@ -21,11 +21,14 @@ type Snapshot interface {
 	Events(key string) []*state.Event
 }
 
-var _ Snapshot = (*state.Snapshot)(nil)
+var (
+	_ Snapshot       = (*state.Snapshot)(nil)
+	_ VolumeSnapshot = (*state.Snapshot)(nil)
+)
 
-// VolumeSnapshot is implemented by a snapshot that knows where local volumes live. The state
-// store does not record volumes yet (see docs/controllers.md); until it does, a StatefulSet pod
-// is pinned only by what VolumeSnapshot reports, and a snapshot without it pins nothing.
+// VolumeSnapshot is implemented by a snapshot that knows where local volumes live
+// (*state.Snapshot does: the volumes table). A StatefulSet pod is pinned to the node of its
+// claims' volumes; with a snapshot without it, only to volumes recorded by the same plan.
 type VolumeSnapshot interface {
 	// VolumeNode returns the node holding the local volume of claim (the PVC name,
 	// "CLAIM-POD", e.g. "data-web-0") in namespace, or "" when no such volume exists.
@@ -91,6 +94,8 @@ type Plan struct {
 	Delete []string
 	// Events record every decision, with the object key and commit.
 	Events []state.Event
+	// Volumes records where StatefulSet claims' local volumes live (see volumes.go).
+	Volumes []state.Volume
 	// Status is the status of every workload reconciled, in object order.
 	Status []Status
 	// NextAt is the earliest time at which time alone changes a decision; zero when none.
@@ -99,7 +104,7 @@ type Plan struct {
 
 // Empty reports whether the plan changes nothing in the store.
 func (p *Plan) Empty() bool {
-	return len(p.Create) == 0 && len(p.Desired) == 0 && len(p.Delete) == 0 && len(p.Events) == 0
+	return len(p.Create) == 0 && len(p.Desired) == 0 && len(p.Delete) == 0 && len(p.Events) == 0 && len(p.Volumes) == 0
 }
 
 // MaxBatch is the most items Commands puts in one command: the state store's figures are for
@@ -107,11 +112,15 @@ func (p *Plan) Empty() bool {
 const MaxBatch = 1000
 
 // Commands returns the state commands that carry out the plan, in the order they must be
-// applied: record deletions first, so that a StatefulSet name freed here can be created again
-// in the same plan; then desired-state changes, creates and events, each split into batches
-// of at most MaxBatch items.
+// applied: volumes first, so that a pod is never recreated before its claims' node is on
+// record; then record deletions, so that a StatefulSet name freed here can be created again in
+// the same plan; then desired-state changes, creates and events, each split into batches of at
+// most MaxBatch items.
 func (p *Plan) Commands() []state.Command {
 	var out []state.Command
+	for i := 0; i < len(p.Volumes); i += MaxBatch {
+		out = append(out, &state.RecordVolumes{Volumes: p.Volumes[i:min(i+MaxBatch, len(p.Volumes))]})
+	}
 	for i := 0; i < len(p.Delete); i += MaxBatch {
 		out = append(out, &state.DeletePods{UIDs: p.Delete[i:min(i+MaxBatch, len(p.Delete))]})
 	}

@@ -62,6 +62,7 @@ func (r *run) statefulSet(o *manifest.Object, s *appsv1.StatefulSet) {
 		x.slots[i].ord = x.start + i
 	}
 	for _, p := range r.in.State.PodsByOwner(o.Key.Namespace, "StatefulSet", o.Key.Name) {
+		x.noteVolumes(p)
 		sl := slot{ord: -1, rec: p, fate: r.statefulFate(p)}
 		if sl.fate == fateLive {
 			sl.pod = r.classify(p, minReady)
@@ -177,16 +178,14 @@ func (x *sts) create(sl *slot) {
 	labels[LabelStatefulSetPod] = name
 	labels[LabelPodIndex] = strconv.Itoa(sl.ord)
 	p.Labels = labels
-	if vs, ok := x.r.in.State.(VolumeSnapshot); ok {
-		for _, t := range x.spec.VolumeClaimTemplates {
-			node := vs.VolumeNode(x.key.Namespace, t.Name+"-"+name)
-			switch {
-			case node == "":
-			case p.Spec.PinnedNode == "":
-				p.Spec.PinnedNode = node
-			case p.Spec.PinnedNode != node:
-				x.r.event(x.key, "Warning", ReasonVolumeConflict, fmt.Sprintf("pod %s: volumes on both %s and %s; pinned to %s", name, p.Spec.PinnedNode, node, p.Spec.PinnedNode))
-			}
+	for _, t := range x.spec.VolumeClaimTemplates {
+		node := x.r.volumeNode(x.key.Namespace, ClaimName(t.Name, name))
+		switch {
+		case node == "":
+		case p.Spec.PinnedNode == "":
+			p.Spec.PinnedNode = node
+		case p.Spec.PinnedNode != node:
+			x.r.event(x.key, "Warning", ReasonVolumeConflict, fmt.Sprintf("pod %s: volumes on both %s and %s; pinned to %s", name, p.Spec.PinnedNode, node, p.Spec.PinnedNode))
 		}
 	}
 	x.r.plan.Create = append(x.r.plan.Create, p)

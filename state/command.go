@@ -29,6 +29,7 @@ const (
 	CmdAllocate
 	CmdRelease
 	CmdAppendEvents
+	CmdRecordVolumes
 )
 
 var commandNames = map[CommandType]string{
@@ -46,6 +47,7 @@ var commandNames = map[CommandType]string{
 	CmdAllocate:        "allocate",
 	CmdRelease:         "release",
 	CmdAppendEvents:    "append-events",
+	CmdRecordVolumes:   "record-volumes",
 }
 
 func (t CommandType) String() string {
@@ -98,6 +100,7 @@ const (
 	RejectNotOnNode       RejectReason = "pod-not-on-node"
 	RejectPodLost         RejectReason = "pod-lost"
 	RejectAlreadyTerminal RejectReason = "already-terminal"
+	RejectVolumeElsewhere RejectReason = "volume-elsewhere"
 )
 
 // Rejection names the item (pod UID, and node where relevant) and the reason.
@@ -178,6 +181,7 @@ func commandTable() map[CommandType]applyFunc {
 		CmdAllocate:        handle(applyAllocate),
 		CmdRelease:         handle(applyRelease),
 		CmdAppendEvents:    handle(applyAppendEvents),
+		CmdRecordVolumes:   handle(applyRecordVolumes),
 	}
 }
 

@@ -72,6 +72,7 @@ const (
 	tagRevisions
 	tagAllocations
 	tagEvents
+	tagVolumes
 	tagEnd uint8 = 0xff
 )
 
@@ -86,6 +87,7 @@ var tableTags = []struct {
 	{tagRevisions, TableRevisions, func() any { return new(Revision) }},
 	{tagAllocations, TableAllocations, func() any { return new(Allocation) }},
 	{tagEvents, TableEvents, func() any { return new(Event) }},
+	{tagVolumes, TableVolumes, func() any { return new(Volume) }},
 }
 
 type fsmSnapshot struct {

@@ -18,7 +18,7 @@ func newCommand(name string) (Command, bool) {
 	for _, c := range []Command{
 		&UpsertNode{}, &SetNodeStatus{}, &DeleteNode{}, &PinRevision{}, &RefuseRevision{},
 		&CreatePods{}, &BindPods{}, &UpdatePodStatus{}, &SetPodsDesired{}, &DeletePods{},
-		&MarkPodsLost{}, &Allocate{}, &Release{}, &AppendEvents{},
+		&MarkPodsLost{}, &Allocate{}, &Release{}, &AppendEvents{}, &RecordVolumes{},
 	} {
 		if c.CommandType().String() == name {
 			return c, true

@@ -18,6 +18,7 @@ const (
 	TableRevisions   Table = "revisions"
 	TableAllocations Table = "allocations"
 	TableEvents      Table = "events"
+	TableVolumes     Table = "volumes"
 
 	// tableMeta holds the per-table modify indexes, the last applied index
 	// and the sequence counters. It is internal: nothing outside the
@@ -26,13 +27,13 @@ const (
 )
 
 // userTables lists the tables whose modify indexes are tracked, in order.
-var userTables = [...]Table{TableNodes, TablePods, TableRevisions, TableAllocations, TableEvents}
+var userTables = [...]Table{TableNodes, TablePods, TableRevisions, TableAllocations, TableEvents, TableVolumes}
 
 // schema assembles the per-table schemas; each table's file owns its own.
 func schema() *memdb.DBSchema {
 	s := &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{}}
 	for _, ts := range []*memdb.TableSchema{
-		metaSchema(), nodesSchema(), podsSchema(), revisionsSchema(), allocationsSchema(), eventsSchema(),
+		metaSchema(), nodesSchema(), podsSchema(), revisionsSchema(), allocationsSchema(), eventsSchema(), volumesSchema(),
 	} {
 		s.Tables[ts.Name] = ts
 	}
