@@ -348,8 +348,12 @@ func (c *testCluster) start(name string) *testAgent {
 		c.configure(&cfg)
 	}
 	ports := ta.ports
+	rt := PodRuntime(ta.rt)
+	if cfg.Runtime != RuntimeFake {
+		rt = nil // the test asked for the real one
+	}
 	deps := Deps{
-		Runtime:  ta.rt,
+		Runtime:  rt,
 		Logger:   c.log,
 		Capacity: &state.Resources{MilliCPU: 4000, Memory: 8 << 30, Pods: 110},
 		Cluster: func(cc *cluster.Config) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -97,6 +98,28 @@ func active(st runtime.PodStatus) bool {
 		}
 	}
 	return false
+}
+
+// ReleasedPods returns the StatefulSet pods lost with this node that its
+// runtime no longer holds. The reconciler keeps such a record, and so its
+// name, while the node might still run it (an unreachable node is not a
+// dead one); only the node itself can say that it does not, once it is
+// back and has removed the pod. Deleting the record then frees the name,
+// and the StatefulSet creates the pod again. Other lost records stay: a
+// Deployment's are deleted by the reconciler at once, and a lost bare pod
+// is not replaced.
+func ReleasedPods(node string, v *state.Snapshot, actual []runtime.PodStatus) []string {
+	held := make(map[string]bool, len(actual))
+	for _, st := range actual {
+		held[st.Key.UID] = true
+	}
+	var out []string
+	for _, rec := range v.PodsOnNode(node) {
+		if rec.Status.Phase == state.PhaseLost && rec.Owner.Kind == "StatefulSet" && !held[rec.UID] {
+			out = append(out, rec.UID)
+		}
+	}
+	return out
 }
 
 // wantedPods is the set of pods this node keeps on adoption: every pod
@@ -261,6 +284,26 @@ func RestartPlans(node string, v *state.Snapshot, actual []runtime.PodStatus, po
 	return plans, wake
 }
 
+// TaintRuntimeUnavailable is on a node while its container runtime cannot
+// be started; pods without a toleration for it are not placed there.
+const TaintRuntimeUnavailable = "node.shoal.dev/runtime-unavailable"
+
+// registerNode writes this node's record again, with or without the
+// runtime-unavailable taint.
+func (a *Agent) registerNode(ctx context.Context, runtimeDown bool) error {
+	return a.retry(ctx, "update the node record", func() error {
+		rec, err := a.nodeRecord()
+		if err != nil {
+			return err
+		}
+		if runtimeDown {
+			rec.Taints = append(slices.Clone(rec.Taints), corev1.Taint{Key: TaintRuntimeUnavailable, Effect: corev1.TaintEffectNoSchedule})
+		}
+		_, err = a.apply(ctx, &state.UpsertNode{Node: rec})
+		return err
+	})
+}
+
 // nodeMain registers this node, waits for its pod CIDR, adopts what the
 // runtime already runs and then runs the pod loop.
 func (a *Agent) nodeMain(ctx context.Context) {
@@ -289,10 +332,27 @@ func (a *Agent) nodeMain(ctx context.Context) {
 	a.log.Info("node registered", "index", index)
 	rt, err := a.nodeRuntime(ctx)
 	if err != nil {
-		if ctx.Err() == nil {
-			a.log.Error("node runtime unavailable: this node runs no pods", "err", err)
+		if ctx.Err() != nil {
+			return
 		}
-		return
+		// Like a kubelet whose container runtime is down: say so on the
+		// node (a NoSchedule taint, so nothing new lands here) and keep
+		// trying; the taint goes once the runtime runs.
+		a.log.Error("node runtime unavailable: this node takes no new pods until it starts; retrying", "err", err)
+		if err := a.registerNode(ctx, true); err != nil {
+			return
+		}
+		if err := a.retry(ctx, "start the node runtime", func() error {
+			var err error
+			rt, err = a.nodeRuntime(ctx)
+			return err
+		}); err != nil {
+			return
+		}
+		if err := a.registerNode(ctx, false); err != nil {
+			return
+		}
+		a.log.Info("node runtime started")
 	}
 	a.goLoop(func() { a.runServices(ctx) }) // services.go, services_node.go
 	err = a.retry(ctx, "adopt pods", func() error {
@@ -490,6 +550,12 @@ func (a *Agent) podSyncStep(ctx context.Context, rt PodRuntime, v *state.Snapsho
 		}
 		for _, r := range res.Rejected {
 			a.log.Debug("status report rejected", "uid", r.UID, "reason", r.Reason)
+		}
+	}
+	if released := ReleasedPods(a.cfg.NodeName, v, actual); len(released) > 0 {
+		a.log.Info("lost StatefulSet pods released: removed from this node", "count", len(released))
+		if _, err := a.apply(ctx, &state.DeletePods{UIDs: released}); err != nil {
+			return 0, err
 		}
 	}
 	return next, nil
