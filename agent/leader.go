@@ -43,7 +43,7 @@ func (a *Agent) leader(ctx context.Context) {
 	run("workloads", []state.Table{state.TableRevisions, state.TablePods, state.TableNodes}, nil, a.workloadsStep(&workloads{}))
 	run("service-alloc", []state.Table{state.TableRevisions, state.TableAllocations}, nil, a.serviceAllocStep)
 	run("schedule", []state.Table{state.TablePods, state.TableNodes}, a.node.MembersWatch, a.scheduleStep)
-	run("node-health", []state.Table{state.TableNodes, state.TablePods}, a.node.MembersWatch, a.healthStep)
+	run("node-health", []state.Table{state.TableNodes, state.TablePods, state.TableRevisions}, a.node.MembersWatch, a.healthStep)
 	wg.Wait()
 	a.log.Info("leadership lost: leader loops stopped")
 }
@@ -276,7 +276,18 @@ func (a *Agent) healthStep(ctx context.Context, v *state.Snapshot) (time.Duratio
 		members[m.Name] = m
 	}
 	now := a.now().UTC()
-	plan := PlanNodeHealth(v, members, now, time.Duration(a.cfg.LostGrace))
+	gone, err := a.goneNodes(ctx, v)
+	if err != nil {
+		a.log.Warn("nodes declared gone unknown: judging without them", "err", err)
+	}
+	for _, name := range gone {
+		if m, ok := members[name]; ok && m.Status == cluster.MemberAlive {
+			if n := v.Node(name); n != nil && n.Status != state.NodeGone {
+				a.log.Warn("node is declared gone in Git but alive: left alone until it stops", "node", name)
+			}
+		}
+	}
+	plan := PlanNodeHealth(v, members, now, time.Duration(a.cfg.LostGrace), gone...)
 	for _, s := range plan.Status {
 		a.log.Info("node status", "node", s.Name, "status", s.Status.String())
 		if _, err := a.apply(ctx, &s); err != nil {
@@ -302,13 +313,35 @@ type HealthPlan struct {
 
 // PlanNodeHealth decides node statuses from gossip membership, and which
 // pods are lost: those of a node NotReady for longer than grace, measured
-// from the heartbeat recorded when it was marked NotReady.
-func PlanNodeHealth(v *state.Snapshot, members map[string]cluster.Member, now time.Time, grace time.Duration) HealthPlan {
+// from the heartbeat recorded when it was marked NotReady. A node the
+// pinned commit declares gone (gone, from the repository's goneNodes) is
+// marked Gone once it is not alive, and its pods lost at once; a Gone node
+// that is alive again and no longer declared gone is Ready again.
+func PlanNodeHealth(v *state.Snapshot, members map[string]cluster.Member, now time.Time, grace time.Duration, gone ...string) HealthPlan {
 	var plan HealthPlan
+	declared := make(map[string]bool, len(gone))
+	for _, g := range gone {
+		declared[g] = true
+	}
 	for _, n := range v.Nodes() {
 		m, known := members[n.Name]
 		alive := known && m.Status == cluster.MemberAlive
 		switch {
+		case n.Status == state.NodeGone && alive && !declared[n.Name]:
+			plan.Status = append(plan.Status, state.SetNodeStatus{Name: n.Name, Status: state.NodeReady, Heartbeat: now})
+		case declared[n.Name] && !alive:
+			if n.Status != state.NodeGone {
+				plan.Status = append(plan.Status, state.SetNodeStatus{Name: n.Name, Status: state.NodeGone, Heartbeat: now})
+			}
+			var uids []string
+			for _, p := range v.PodsOnNode(n.Name) {
+				if !p.Status.Phase.Terminal() {
+					uids = append(uids, p.UID)
+				}
+			}
+			if len(uids) > 0 {
+				plan.Lost = append(plan.Lost, state.MarkPodsLost{UIDs: uids, Reason: fmt.Sprintf("node %s is declared gone in Git (goneNodes)", n.Name), Time: now})
+			}
 		case n.Status == state.NodeGone:
 		case alive && n.Status != state.NodeReady:
 			plan.Status = append(plan.Status, state.SetNodeStatus{Name: n.Name, Status: state.NodeReady, Heartbeat: now})
@@ -362,4 +395,17 @@ func chunks[T any](s []T) [][]T {
 		out = append(out, s)
 	}
 	return out
+}
+
+// goneNodes returns the nodes the pinned commit declares gone.
+func (a *Agent) goneNodes(ctx context.Context, v *state.Snapshot) ([]string, error) {
+	pinned := v.PinnedRevision()
+	if pinned == nil {
+		return nil, nil
+	}
+	l, err := a.src.load(ctx, pinned.Commit)
+	if err != nil {
+		return nil, err
+	}
+	return l.set.GoneNodes(), nil
 }

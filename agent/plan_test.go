@@ -215,6 +215,48 @@ func TestPlanNodeHealth(t *testing.T) {
 	}
 }
 
+// TestPlanNodeHealthGoneNodes: a node the repository declares gone is
+// marked Gone once it is not alive, its pods lost at once (no grace); while
+// alive it is left alone; once no longer declared and alive, Ready again.
+func TestPlanNodeHealthGoneNodes(t *testing.T) {
+	s, _ := state.NewStore()
+	for _, n := range []string{"n1", "n2"} {
+		mustApply(t, s, &state.UpsertNode{Node: testNode(n)})
+	}
+	p := podRecord(k8sPod("a", "a:1"), "h", "c1", t0)
+	p.NodeName = "n2"
+	mustApply(t, s, &state.CreatePods{Pods: []state.Pod{p}, Time: t0})
+	grace := time.Hour
+	members := map[string]cluster.Member{
+		"n1": {Name: "n1", Status: cluster.MemberAlive},
+		"n2": {Name: "n2", Status: cluster.MemberAlive},
+	}
+	if plan := PlanNodeHealth(s.Snapshot(), members, t0, grace, "n2"); len(plan.Status)+len(plan.Lost) != 0 {
+		t.Errorf("declared gone but alive: %+v, want nothing", plan)
+	}
+	members["n2"] = cluster.Member{Name: "n2", Status: cluster.MemberFailed, Since: t0}
+	plan := PlanNodeHealth(s.Snapshot(), members, t0.Add(time.Second), grace, "n2")
+	if len(plan.Status) != 1 || plan.Status[0].Name != "n2" || plan.Status[0].Status != state.NodeGone {
+		t.Fatalf("statuses: %+v", plan.Status)
+	}
+	if len(plan.Lost) != 1 || len(plan.Lost[0].UIDs) != 1 || plan.Lost[0].UIDs[0] != p.UID || !strings.Contains(plan.Lost[0].Reason, "goneNodes") {
+		t.Fatalf("lost: %+v, want n2's pod at once", plan.Lost)
+	}
+	mustApply(t, s, &plan.Status[0])
+	mustApply(t, s, &plan.Lost[0])
+	if plan := PlanNodeHealth(s.Snapshot(), members, t0.Add(time.Minute), grace, "n2"); len(plan.Status)+len(plan.Lost) != 0 {
+		t.Errorf("already gone: %+v", plan)
+	}
+	// Back, but still declared: stays Gone. No longer declared: Ready.
+	members["n2"] = cluster.Member{Name: "n2", Status: cluster.MemberAlive}
+	if plan := PlanNodeHealth(s.Snapshot(), members, t0.Add(time.Minute), grace, "n2"); len(plan.Status) != 0 {
+		t.Errorf("alive and still declared gone: %+v", plan)
+	}
+	if plan := PlanNodeHealth(s.Snapshot(), members, t0.Add(time.Minute), grace); len(plan.Status) != 1 || plan.Status[0].Status != state.NodeReady {
+		t.Errorf("alive and no longer declared gone: %+v", plan)
+	}
+}
+
 func TestPlanPodSync(t *testing.T) {
 	s, _ := state.NewStore()
 	mustApply(t, s, &state.UpsertNode{Node: testNode("n1")})

@@ -32,10 +32,8 @@ const IgnoreFile = ".shoalignore"
 // os.DirFS and fstest.MapFS are.
 func Load(fsys fs.FS, dir string) (*Set, ErrorList) {
 	files, errs := listManifests(fsys, dir)
-	plaintextAllowed, cerr := readRepoConfig(fsys, dir)
-	if cerr != nil {
-		errs = append(errs, cerr)
-	}
+	settings, cerrs := readRepoConfig(fsys, dir)
+	errs = append(errs, cerrs...)
 	results := make([]fileResult, len(files))
 	workers := min(runtime.GOMAXPROCS(0), len(files))
 	var next atomic.Int64
@@ -44,7 +42,7 @@ func Load(fsys fs.FS, dir string) (*Set, ErrorList) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d := decoder{plaintextAllowed: plaintextAllowed}
+			d := decoder{plaintextAllowed: settings.plaintextAllowed}
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= len(files) {
@@ -66,6 +64,7 @@ func Load(fsys fs.FS, dir string) (*Set, ErrorList) {
 		errs = append(errs, r.errs...)
 	}
 	set, setErrs := NewSet(objs)
+	set.goneNodes = settings.goneNodes
 	errs = append(errs, setErrs...)
 	errs = append(errs, withoutEchoes(Validate(set), errs)...)
 	errs.Sort()

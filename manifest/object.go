@@ -130,6 +130,17 @@ func parentPath(p string) string {
 type Set struct {
 	objects []*Object
 	byKey   map[Key]*Object
+	// goneNodes: the nodes ConfigFile declares gone, sorted.
+	goneNodes []string
+}
+
+// GoneNodes returns the nodes the repository's ConfigFile declares gone for
+// good, sorted. Callers must not modify the slice.
+func (s *Set) GoneNodes() []string {
+	if s == nil {
+		return nil
+	}
+	return s.goneNodes
 }
 
 // NewSet builds a Set from decoded objects. A Key seen twice is an error naming both places;

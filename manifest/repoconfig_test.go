@@ -80,3 +80,23 @@ func containsAny(s string, subs []string) bool {
 	}
 	return false
 }
+
+func TestRepoConfigGoneNodes(t *testing.T) {
+	set, errs := Load(fstest.MapFS{ConfigFile: {Data: []byte("goneNodes: [node7, node3]\n")}}, ".")
+	if len(errs) != 0 || strings.Join(set.GoneNodes(), ",") != "node3,node7" {
+		t.Errorf("goneNodes: %v %v", set.GoneNodes(), errs)
+	}
+	if set, errs := Load(fstest.MapFS{}, "."); len(errs) != 0 || set.GoneNodes() != nil {
+		t.Errorf("no config: %v %v", set.GoneNodes(), errs)
+	}
+	for name, content := range map[string]string{
+		"not a name":   "goneNodes: [Node_1]\n",
+		"listed twice": "goneNodes: [n1, n1]\n",
+		"not a list":   "goneNodes: n1\n",
+	} {
+		_, errs := Load(fstest.MapFS{ConfigFile: {Data: []byte(content)}}, ".")
+		if len(errs) != 1 || errs[0].Source.File != ConfigFile {
+			t.Errorf("%s: want one error in %s, got %v", name, ConfigFile, errs)
+		}
+	}
+}
