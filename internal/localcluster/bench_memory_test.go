@@ -84,3 +84,45 @@ func procMemory(t testing.TB, pid int) (rss, hwm, anon int64) {
 	}
 	return rss, hwm, anon
 }
+
+// BenchmarkAgentMemory1000PodsInState measures the memory of an agent
+// whose state holds 1,000 pods: a one-node cluster with the fake runtime
+// (pods run in memory, so the figure is the agent's own: state store, raft,
+// loops) runs a Deployment of 1,000 replicas; once all are Ready and it
+// settled, it reports VmRSS, VmHWM and RssAnon.
+//
+//	go test -run '^$' -bench AgentMemory1000PodsInState -benchtime 1x ./internal/localcluster
+func BenchmarkAgentMemory1000PodsInState(b *testing.B) {
+	if err := Preflight(); err != nil {
+		b.Skipf("needs: %v", err)
+	}
+	if raceEnabled {
+		b.Skip("memory figures need a binary built without the race detector")
+	}
+	dir := b.TempDir()
+	src := filepath.Join(dir, "repo")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	// No readiness probe: the fake runtime's pods are ready when running.
+	manifest := benchDeployment(1000, 1)
+	manifest = manifest[:strings.Index(manifest, "          readinessProbe:")]
+	if err := os.WriteFile(filepath.Join(src, "web.yaml"), []byte(manifest), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < b.N; i++ {
+		rec := upForTestWith(b, "shoalst", 1, src, nil, "--runtime=fake", "--max-pods=2000", "--node-cidr-bits=21")
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			if err := rec.agentsAlive(); err != nil {
+				b.Fatal(err)
+			}
+			time.Sleep(time.Second)
+		}
+		rss, hwm, anon := procMemory(b, rec.Nodes[0].AgentPID)
+		b.ReportMetric(float64(rss)/(1<<20), "agent-rss-MiB")
+		b.ReportMetric(float64(hwm)/(1<<20), "agent-peak-MiB")
+		b.ReportMetric(float64(anon)/(1<<20), "agent-anon-MiB")
+		b.StopTimer()
+	}
+}

@@ -47,6 +47,20 @@ func Down(ctx context.Context, dir string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "agents    stopped\n")
 	for _, n := range rec.Nodes {
+		// A containerd that died (a crash, a node killed by a test) is
+		// started again: it cleans up after its dead shims and is the one
+		// that can delete its containers, their cgroups and snapshots.
+		if n.ContainerdPID > 0 && !isProcess(n.ContainerdPID, "containerd") {
+			n.ContainerdPID = 0 // never signal a pid that may be another process's now
+			if _, err := os.Stat(n.ContainerdDir); err == nil {
+				d, err := runtime.StartContainerd(ctx, runtime.DaemonConfig{Dir: n.ContainerdDir})
+				if err != nil {
+					errs = append(errs, fmt.Errorf("node %s: restart containerd to clean up: %w", n.Name, err))
+				} else {
+					n.ContainerdPID = d.PID
+				}
+			}
+		}
 		if err := removeContainers(ctx, n.ContainerdDir); err != nil {
 			errs = append(errs, fmt.Errorf("node %s: %w", n.Name, err))
 		}

@@ -148,6 +148,12 @@ func exampleCopy(t testing.TB, name string) string {
 // it down at the end of the test, checking that nothing is left.
 func upForTest(t testing.TB, name string, nodes int, repo string, images []string) *Record {
 	t.Helper()
+	return upForTestWith(t, name, nodes, repo, images)
+}
+
+// upForTestWith is upForTest with extra `shoal agent` flags for every node.
+func upForTestWith(t testing.TB, name string, nodes int, repo string, images []string, agentArgs ...string) *Record {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "shoal-e2e-")
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +162,7 @@ func upForTest(t testing.TB, name string, nodes int, repo string, images []strin
 	ctx := context.Background()
 	rec, err := Up(ctx, Options{
 		Dir: filepath.Join(dir, "c"), Name: testName(name), Nodes: nodes, Repo: repo,
-		Subnet: testSubnet, Images: images, Binary: shoalBinary(t), Out: &log,
+		Subnet: testSubnet, Images: images, Binary: shoalBinary(t), Out: &log, AgentArgs: agentArgs,
 	})
 	if err != nil {
 		os.RemoveAll(dir)

@@ -10,7 +10,12 @@
 //	GET  /file/P   the content of file /P (to check /etc/hosts, resolv.conf)
 //	PUT  /file/P   writes the request body to file /P (to check volumes)
 //	GET  /hook/N   logs "hook N" and answers 200 (a target for lifecycle hooks)
+//	PUT  /kv/KEY   stores the request body under KEY in the shop's database
+//	GET  /kv/KEY   the value of KEY in the shop's database (404 when it has none)
 //
+// The /kv endpoints forward to the kv image's protocol at http://$DB_ADDR/kv/KEY with
+// "Authorization: Bearer $DB_PASSWORD" (when DB_PASSWORD is set), and relay the database's
+// status and body; without DB_ADDR they answer 503.
 // It listens on $PORT (default 8080) and on SIGTERM logs the signal,
 // finishes in-flight requests and exits 0.
 package main
@@ -22,6 +27,7 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -112,6 +118,33 @@ func main() {
 		}
 		fmt.Fprintln(w, "written")
 	})
+
+	db := &http.Client{Timeout: 10 * time.Second}
+	kv := func(w http.ResponseWriter, r *http.Request) {
+		addr := os.Getenv("DB_ADDR")
+		if addr == "" {
+			http.Error(w, "no database: DB_ADDR is not set", http.StatusServiceUnavailable)
+			return
+		}
+		req, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+addr+"/kv/"+url.PathEscape(r.PathValue("key")), r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if pw := os.Getenv("DB_PASSWORD"); pw != "" {
+			req.Header.Set("Authorization", "Bearer "+pw)
+		}
+		resp, err := db.Do(req)
+		if err != nil {
+			http.Error(w, "database: "+err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	}
+	mux.HandleFunc("PUT /kv/{key}", kv)
+	mux.HandleFunc("GET /kv/{key}", kv)
 
 	srv := &http.Server{Addr: ":" + port, Handler: logRequests(mux), ReadHeaderTimeout: 10 * time.Second}
 	sigs := make(chan os.Signal, 1)
