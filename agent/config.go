@@ -30,7 +30,7 @@ const (
 	DefaultResync          = 2 * time.Second
 	DefaultEndpointDrain   = 2 * time.Second
 	DefaultMaxPods         = 110
-	DefaultServiceCIDR     = "10.96.0.0/16"
+	DefaultServiceCIDR     = "10.96.0.0/12"
 	DefaultNodePortRange   = "30000-32767"
 	DefaultClusterDomain   = "cluster.local"
 )
