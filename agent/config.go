@@ -312,6 +312,13 @@ func (c Config) Validate() error {
 	if c.MaxPods < 1 {
 		bad("max-pods: %d, want at least 1", c.MaxPods)
 	}
+	// A node's pods take their addresses from its pod CIDR (less the
+	// network, the bridge's gateway and broadcast addresses).
+	if c.NodeCIDRBits > 0 && c.NodeCIDRBits <= 30 {
+		if room := int64(1)<<(32-c.NodeCIDRBits) - 3; c.MaxPods > room {
+			bad("max-pods: %d, but a node's pod CIDR (/%d, node-cidr-bits) has addresses for %d pods: lower max-pods or node-cidr-bits", c.MaxPods, c.NodeCIDRBits, room)
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -27,6 +27,15 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}
 	}
+	// More pods than the node's pod CIDR can address.
+	c.MaxPods = 300
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "addresses for 253 pods") {
+		t.Errorf("max-pods 300 on a /24: %v", err)
+	}
+	c.NodeCIDRBits = 23
+	if err := c.Validate(); err != nil {
+		t.Errorf("max-pods 300 on a /23: %v", err)
+	}
 }
 
 func TestLoadConfigFile(t *testing.T) {
