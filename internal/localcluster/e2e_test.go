@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -369,6 +370,34 @@ func TestLocalClusterHello(t *testing.T) {
 		return pinned == commit && ready == 5 && len(pods) == 5, fmt.Sprintf("pinned %s, %d/%d ready", pinned, ready, len(pods))
 	})
 
+	// A rolling update under steady load loses no request, and git revert
+	// rolls it back.
+	nodePort := "http://" + rec.Nodes[0].Addr + ":30080/"
+	allSay := func(text string) func() (bool, string) {
+		return func() (bool, string) {
+			for range 12 {
+				out, err := exec.Command("curl", "-sS", "-m", "5", nodePort).CombinedOutput()
+				if err != nil || !strings.Contains(string(out), text) {
+					return false, fmt.Sprintf("%s %v", out, err)
+				}
+			}
+			return true, ""
+		}
+	}
+	underLoad(t, nodePort, func() {
+		web, err := os.ReadFile(filepath.Join(rec.Repo, "web.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		commitFile(t, rec, "web.yaml", strings.Replace(string(web), `"version 1"`, `"version 2"`, 1), "roll out version 2")
+		waitFor(t, "every answer from version 2", 2*time.Minute, allSay("version 2"))
+	})
+	git := exec.Command("git", "-C", rec.Repo, "-c", "user.name=e2e", "-c", "user.email=e2e@localhost", "revert", "--no-edit", "HEAD")
+	if out, err := git.CombinedOutput(); err != nil {
+		t.Fatalf("git revert: %v %s", err, out)
+	}
+	waitFor(t, "every answer from version 1 after git revert", 2*time.Minute, allSay("version 1"))
+
 	// An agent restart keeps its containers: same start times, no restarts.
 	n2 := rec.Nodes[1]
 	before := map[string]state.ContainerStatus{}
@@ -422,5 +451,55 @@ func TestLocalClusterHello(t *testing.T) {
 	out, err := inNode(rec.Nodes[0], "curl", "-sS", "-m", "5", "http://"+rec.Nodes[1].Addr+":7949/v1/status")
 	if err == nil && !bytes.Contains(out, []byte("unauthorized")) && !bytes.Contains(out, []byte("401")) && bytes.Contains(out, []byte("leader")) {
 		t.Errorf("status API answered without the token: %s", out)
+	}
+}
+
+// underLoad sends requests to url back to back while f runs, and fails the
+// test if any of them fails.
+func underLoad(t *testing.T, url string, f func()) {
+	t.Helper()
+	stop := make(chan struct{})
+	type result struct {
+		ok, failed int
+		first      string
+	}
+	done := make(chan result)
+	go func() {
+		var r result
+		// A new connection per request, as separate clients make: a kept-alive
+		// connection would pin one pod and bypass the balancing.
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		for {
+			select {
+			case <-stop:
+				done <- r
+				return
+			default:
+			}
+			resp, err := client.Get(url)
+			if err == nil {
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("status %s", resp.Status)
+				}
+			}
+			if err != nil {
+				r.failed++
+				if r.first == "" {
+					r.first = err.Error()
+				}
+			} else {
+				r.ok++
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	f()
+	close(stop)
+	r := <-done
+	t.Logf("under load: %d requests answered, %d failed", r.ok, r.failed)
+	if r.failed > 0 || r.ok == 0 {
+		t.Errorf("%d of %d requests failed during the change (first: %s)", r.failed, r.ok+r.failed, r.first)
 	}
 }
