@@ -1,7 +1,9 @@
 package manifest
 
 import (
+	"strings"
 	"testing"
+	"testing/fstest"
 	_ "time/tzdata" // time zone checks must not depend on the test machine's zoneinfo
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -255,5 +257,29 @@ func TestValidateWorkloadsAccept(t *testing.T) {
 	}
 	if errs := fxValidate(t, objs...); len(errs) > 0 {
 		t.Fatalf("want no errors, got:\n%v", errs)
+	}
+}
+
+func TestStatefulSetRetentionDeleteRefused(t *testing.T) {
+	sts := `apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  persistentVolumeClaimRetentionPolicy: {whenScaled: Delete}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: db:1}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec: {clusterIP: None, selector: {app: db}, ports: [{port: 1}]}
+`
+	_, errs := Load(fstest.MapFS{"db.yaml": {Data: []byte(sts)}}, ".")
+	if len(errs) != 1 || errs[0].Field != "spec.persistentVolumeClaimRetentionPolicy.whenScaled" || !strings.Contains(errs[0].Message, "not supported") {
+		t.Errorf("whenScaled: Delete: %v", errs)
 	}
 }
