@@ -135,6 +135,10 @@ type watchedRuntime struct {
 
 	probeMu sync.Mutex
 	probe   func(pod, container string) bool // nil: every probe succeeds
+
+	// startDelay, when set, makes RunPod take that long before it returns
+	// with the pod running, as containerd's does (image present).
+	startDelay time.Duration
 }
 
 func newWatchedRuntime(cidr string) *watchedRuntime {
@@ -171,6 +175,15 @@ func (w *watchedRuntime) signal(f func()) {
 }
 
 func (w *watchedRuntime) RunPod(ctx context.Context, spec runtime.PodSpec) (runtime.PodStatus, error) {
+	if w.startDelay > 0 {
+		t := time.NewTimer(w.startDelay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return runtime.PodStatus{}, ctx.Err()
+		}
+	}
 	st, err := w.Fake.RunPod(ctx, spec)
 	w.signal(func() {
 		w.runs[spec.Key.UID]++
@@ -290,6 +303,8 @@ type testCluster struct {
 	expect int
 	// configure, when set, adjusts each agent's Config before it starts.
 	configure func(*Config)
+	// startDelay is each agent runtime's RunPod duration (watchedRuntime).
+	startDelay time.Duration
 }
 
 func newTestCluster(t testing.TB, repo *testRepo, expect int) *testCluster {
@@ -323,6 +338,7 @@ func (c *testCluster) start(name string) *testAgent {
 	ta := c.agents[name]
 	if ta == nil {
 		ta = &testAgent{name: name, dataDir: filepath.Join(c.t.TempDir(), name), rt: newWatchedRuntime("10.244.0.0/24")}
+		ta.rt.startDelay = c.startDelay
 		c.agents[name] = ta
 	}
 	var join []string
