@@ -19,6 +19,11 @@
 // The renderers (WriteText, WriteJSON, WriteMarkdown) only format a Plan; they decide nothing.
 // No renderer ever prints a Secret value: the diff never holds one.
 //
-// ExitCode folds a plan into `shoal plan`'s status: 1 when head is invalid (errors win), 2 when
-// something changes, 0 when nothing does.
+// Simulate is the optional scheduling dry run (`shoal plan --cluster`): it rebuilds a live
+// cluster's nodes and pods in a local state store (RebuildStore) and runs the leader's workload
+// controllers, bare-Pod controller and scheduler for head over it; its ClusterPlan is attached
+// to the Plan as Cluster. It too is pure: the caller reads the cluster and the clock.
+//
+// ExitCode folds a plan into `shoal plan`'s status: 1 when head is invalid (errors win), 3 when
+// the dry run leaves a pod that fits nowhere, 2 when something changes, 0 when nothing does.
 package plan

@@ -16,6 +16,9 @@ type Plan struct {
 	// invalid: a cluster refuses the commit as a whole.
 	Errors  manifest.ErrorList
 	Summary Summary
+	// Cluster is the scheduling dry run of head against a live cluster (`shoal plan
+	// --cluster`, see Simulate), nil when none was asked for.
+	Cluster *ClusterPlan
 }
 
 // Change is one object's change and what it does.
@@ -42,12 +45,15 @@ func (s Summary) Total() int { return s.Added + s.Changed + s.Removed }
 // Valid reports whether head has no error, so a cluster would accept it.
 func (p *Plan) Valid() bool { return len(p.Errors) == 0 }
 
-// ExitCode is `shoal plan`'s exit status: 1 when head is invalid (this wins over changes), 2
-// when head changes something, 0 when it changes nothing.
+// ExitCode is `shoal plan`'s exit status: 1 when head is invalid (this wins over the rest), 3
+// when a dry run against a cluster leaves a pod that fits on no node, 2 when head changes
+// something, 0 when it changes nothing.
 func (p *Plan) ExitCode() int {
 	switch {
 	case !p.Valid():
 		return 1
+	case p.Cluster.UnfitPods() > 0:
+		return 3
 	case len(p.Changes) > 0:
 		return 2
 	}

@@ -98,6 +98,9 @@ func (o TextOptions) WriteText(w io.Writer, p *Plan) error {
 			b.WriteString("    " + paint(ansiCyan, "→ "+s) + "\n")
 		}
 	}
+	if p.Cluster != nil {
+		writeClusterText(&b, p.Cluster, paint)
+	}
 	if len(p.Errors) > 0 {
 		fmt.Fprintf(&b, "\n%s\n", paint(ansiRed, fmt.Sprintf("HEAD is invalid (%s); a cluster refuses it as a whole:", count(len(p.Errors), "error"))))
 		for _, e := range p.Errors {
@@ -225,7 +228,7 @@ func lineDiff(a, b []string) []diffLine {
 //	{
 //	  "version": 1,
 //	  "valid": true,                 // false when errors is not empty
-//	  "exitCode": 2,                 // Plan.ExitCode: 0 no change, 2 changes, 1 invalid
+//	  "exitCode": 2,                 // Plan.ExitCode: 0 no change, 2 changes, 1 invalid, 3 a pod would not fit
 //	  "summary": {"added": 1, "changed": 1, "removed": 0, "errors": 0},
 //	  "changes": [{                  // in kind, namespace, name order
 //	    "op": "changed",             // "added" | "changed" | "removed"
@@ -238,7 +241,20 @@ func lineDiff(a, b []string) []diffLine {
 //	  "errors": [{                   // HEAD's validation errors and changes Kubernetes forbids
 //	    "file": "apps/web.yaml", "line": 12, "object": "Deployment shop/web",
 //	    "field": "spec.replicas", "message": "must be at least 0"   // object, field, line omitted when unknown
-//	  }]
+//	  }],
+//	  "cluster": {                   // only with a dry run (shoal plan --cluster)
+//	    "server": "10.77.0.11:7949", "running": "<commit>", "head": "<commit>",  // running omitted before the first pin
+//	    "nodes": 3, "pods": 12,      // the live records read
+//	    "skipped": "…",              // set, with the rest empty, when no dry run was made
+//	    "unfit": 2,                  // pods that would fit on no node; exitCode 3 when not 0
+//	    "workloads": [{              // in kind, namespace, name order; a bare Pod is its own workload
+//	      "object": "Deployment shop/web", "kind": "Deployment", "namespace": "shop", "name": "web",
+//	      "new": 3, "pending": 0, "stopping": 1,
+//	      "placed": [{"node": "n1", "pods": 2}],
+//	      "unfit": [{"pods": 1, "reason": "0/3 nodes are available: 3 insufficient cpu."}]
+//	    }],
+//	    "notSimulated": ["config-change rolls: …"]
+//	  }
 //	}
 //
 // Field values follow manifest.FieldChange: scalars as written, sub-trees as compact JSON, a
@@ -254,6 +270,7 @@ func WriteJSON(w io.Writer, p *Plan) error {
 		},
 		Changes: make([]jsonChange, 0, len(p.Changes)),
 		Errors:  make([]jsonError, 0, len(p.Errors)),
+		Cluster: toJSONCluster(p.Cluster),
 	}
 	for _, c := range p.Changes {
 		jc := jsonChange{
@@ -298,6 +315,7 @@ type jsonPlan struct {
 	Summary  jsonSummary  `json:"summary"`
 	Changes  []jsonChange `json:"changes"`
 	Errors   []jsonError  `json:"errors"`
+	Cluster  *jsonCluster `json:"cluster,omitempty"`
 }
 
 type jsonSummary struct {

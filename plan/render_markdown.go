@@ -59,6 +59,10 @@ func WriteMarkdown(w io.Writer, p *Plan) error {
 		b.WriteString("</details>\n\n")
 	}
 
+	if p.Cluster != nil {
+		writeClusterMarkdown(&b, p.Cluster)
+	}
+
 	if len(p.Errors) > 0 {
 		b.WriteString("#### Errors\n\n")
 		for _, e := range p.Errors {
