@@ -26,6 +26,7 @@ import (
 //	GET /v1/pods[?namespace=]  PodList
 //	GET /v1/services[?namespace=]  ServiceList
 //	GET /v1/events[?namespace=][&object=]  EventList
+//	GET /v1/rollout?kind=&namespace=&name=  RolloutStatus
 //
 // On a loopback address it answers anyone on the machine; on any other it
 // requires "Authorization: Bearer <StatusToken(cluster key)>".
@@ -97,6 +98,7 @@ func (a *Agent) statusHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /v1/services", a.servicesHandler)
 	mux.HandleFunc("GET /v1/events", a.eventsHandler)
+	mux.HandleFunc("GET /v1/rollout", a.rolloutHandler)
 	loopback := false
 	if host, _, err := net.SplitHostPort(a.listener.Addr().String()); err == nil {
 		ip := net.ParseIP(host)

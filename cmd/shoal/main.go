@@ -64,6 +64,7 @@ Kubernetes-style YAML. There is no API server: the only way to change the cluste
 		newImageCommand(),
 		newUpCommand(),
 		newDownCommand(),
+		newRolloutCommand(),
 		newNodeCommand(),
 		newVersionCommand(),
 	)
