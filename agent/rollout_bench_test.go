@@ -38,7 +38,9 @@ spec:
 // maxUnavailable 0 the pods start one after another). Each iteration
 // times from the commit being pinned to 10 Ready pods of the new template
 // and no old pod still wanted, as Kubernetes counts a rollout complete
-// (the old pods' stops then take their endpoint drain and grace).
+// (the old pods' stops then take their endpoint drain and grace). Every
+// other iteration reverts the one before, and the revert's time is
+// reported against the forward rollout's.
 //
 //	go test -run '^$' -bench RolloutFake -benchtime 5x ./agent
 func BenchmarkRolloutFake(b *testing.B) {
@@ -82,20 +84,36 @@ func BenchmarkRolloutFake(b *testing.B) {
 	var t0 time.Time
 	waitState(b, "first rollout", all[:1], done(first, &t0))
 
-	var took []time.Duration
+	// Odd iterations roll a new template out, even ones revert it (the
+	// content of the commit before, as git revert makes it): the
+	// controller reuses the old revision.
+	var forward, revert []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		commit := repo.commit(fmt.Sprintf("version %d", i+1), map[string]string{"web.yaml": rolloutYAML(i + 1)})
+		version, what := i/2+1, "roll out"
+		if i%2 == 1 {
+			version, what = i/2, "revert"
+		}
+		commit := repo.commit(fmt.Sprintf("%s version %d", what, version), map[string]string{"web.yaml": rolloutYAML(version)})
 		var pinnedAt time.Time
-		waitState(b, "rollout "+commit, all[:1], done(commit, &pinnedAt))
-		took = append(took, time.Since(pinnedAt))
+		waitState(b, what+" "+commit, all[:1], done(commit, &pinnedAt))
+		if i%2 == 1 {
+			revert = append(revert, time.Since(pinnedAt))
+		} else {
+			forward = append(forward, time.Since(pinnedAt))
+		}
 	}
 	b.StopTimer()
-	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
 	sum := replicas * startDelay
-	p50 := took[len(took)/2]
-	b.ReportMetric(float64(p50.Milliseconds()), "p50-ms")
-	b.ReportMetric(float64(took[len(took)-1].Milliseconds()), "max-ms")
-	b.ReportMetric(float64(p50)/float64(sum), "p50/sum-of-starts")
-	b.Logf("rollouts (pin to done) %v; sum of pod start times %s", took, sum)
+	p50 := func(d []time.Duration) time.Duration {
+		d = append([]time.Duration(nil), d...)
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		return d[len(d)/2]
+	}
+	b.ReportMetric(float64(p50(forward).Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(p50(forward))/float64(sum), "p50/sum-of-starts")
+	if len(revert) > 0 {
+		b.ReportMetric(float64(p50(revert))/float64(p50(forward)), "revert/forward")
+	}
+	b.Logf("rollouts (pin to done) %v, reverts %v; sum of pod start times %s", forward, revert, sum)
 }
