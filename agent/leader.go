@@ -117,6 +117,9 @@ func (a *Agent) pinStep(ctx context.Context, v *state.Snapshot) (time.Duration, 
 			return 0, err
 		}
 		reason = judgeCommit(l)
+		if reason == "" {
+			reason = a.vals.judgeSecrets(ctx, c.Commit, l.set)
+		}
 	}
 	now := a.now().UTC()
 	if reason != "" {

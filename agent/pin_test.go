@@ -155,3 +155,54 @@ func TestJudgeWorkloadTemplates(t *testing.T) {
 		}
 	}
 }
+
+// TestPinRefusesUndecryptableSecrets: a commit holding a sops Secret the
+// leader cannot decrypt (no age key, or not a recipient) is refused as a
+// whole, naming the file and the Secret, and the last good commit stays;
+// with the key it is pinned.
+func TestPinRefusesUndecryptableSecrets(t *testing.T) {
+	repo := newTestRepo(t)
+	a, s := pinAgent(t, repo)
+	ctx := context.Background()
+	keyFile, recipient := ageKey(t)
+	step := func() {
+		t.Helper()
+		a.src.refresh(ctx)
+		if _, err := a.pinStep(ctx, s.Snapshot()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var err error
+	if a.vals, err = newNodeValues(a.src.tree, "", testKey); err != nil { // a leader without an age key
+		t.Fatal(err)
+	}
+	c1 := repo.commit("one pod", map[string]string{"a.yaml": podYAML("a", "a:1")})
+	step()
+	if err := pinned(s.Snapshot(), c1); err != nil {
+		t.Fatal(err)
+	}
+	secret := encryptedSecret(t, "db.yaml", "db", map[string]string{"password": "hunter2-not-in-errors"}, recipient)
+	c2 := repo.commit("a secret", map[string]string{"a.yaml": podYAML("a", "a:1"), "db.yaml": secret})
+	step()
+	v := s.Snapshot()
+	revs := v.RevisionsOf(c2)
+	if len(revs) != 1 || !revs[0].Refused || !strings.Contains(revs[0].Reason, "db.yaml") ||
+		!strings.Contains(revs[0].Reason, "Secret default/db") || !strings.Contains(revs[0].Reason, "no age key") {
+		t.Fatalf("commit with a Secret the leader cannot decrypt: %+v", revs)
+	}
+	if strings.Contains(revs[0].Reason, "hunter2") {
+		t.Errorf("the refusal quotes the value: %s", revs[0].Reason)
+	}
+	if err := pinned(v, c1); err != nil {
+		t.Error(err)
+	}
+	// With the key, the next commit (the same Secret) is pinned.
+	if a.vals, err = newNodeValues(a.src.tree, keyFile, testKey); err != nil {
+		t.Fatal(err)
+	}
+	c3 := repo.commit("another pod", map[string]string{"a.yaml": podYAML("a", "a:1"), "db.yaml": secret, "b.yaml": podYAML("b", "b:1")})
+	step()
+	if err := pinned(s.Snapshot(), c3); err != nil {
+		t.Error(err)
+	}
+}

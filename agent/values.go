@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -315,4 +316,36 @@ func copyValues(v map[string][]byte) map[string][]byte {
 		out[k] = append([]byte(nil), b...)
 	}
 	return out
+}
+
+// judgeSecrets says why a commit must be refused for its Secrets, or ""
+// when every sops-encrypted Secret in set decrypts and verifies with this
+// (the leader's) age key: a Secret no node can read would only fail its
+// pods later, while the cluster can keep running the last good commit.
+// The values are wiped at once; the errors name file, Secret and field,
+// never a value.
+func (n *nodeValues) judgeSecrets(ctx context.Context, commit string, set *manifest.Set) string {
+	if n == nil || set == nil {
+		return ""
+	}
+	var msgs []string
+	for _, o := range set.Objects() {
+		if o.Key.Kind != "Secret" || o.Secret == nil || o.Secret.SOPS == nil {
+			continue
+		}
+		fsys, s, err := n.tree(ctx, commit)
+		if err != nil {
+			return fmt.Sprintf("cannot read the commit to check its Secrets: %v", err)
+		}
+		res, err := n.resolve(fsys, s, commit, o.Key.Namespace, o.Key.Name)
+		if err != nil {
+			msgs = append(msgs, err.Error())
+			continue
+		}
+		res.Values.Wipe()
+	}
+	if len(msgs) > 0 {
+		return fmt.Sprintf("%d Secret(s) cannot be decrypted by the leader: %s", len(msgs), strings.Join(msgs, "; "))
+	}
+	return ""
 }
