@@ -155,6 +155,7 @@ func upForTest(t testing.TB, name string, nodes int, repo string, images []strin
 // upForTestWith is upForTest with extra `shoal agent` flags for every node.
 func upForTestWith(t testing.TB, name string, nodes int, repo string, images []string, agentArgs ...string) *Record {
 	t.Helper()
+	bin := shoalBinary(t) // before anything is made: it may fail the test
 	dir, err := os.MkdirTemp("", "shoal-e2e-")
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +164,7 @@ func upForTestWith(t testing.TB, name string, nodes int, repo string, images []s
 	ctx := context.Background()
 	rec, err := Up(ctx, Options{
 		Dir: filepath.Join(dir, "c"), Name: testName(name), Nodes: nodes, Repo: repo,
-		Subnet: testSubnet, Images: images, Binary: shoalBinary(t), Out: &log, AgentArgs: agentArgs,
+		Subnet: testSubnet, Images: images, Binary: bin, Out: &log, AgentArgs: agentArgs,
 	})
 	if err != nil {
 		os.RemoveAll(dir)
