@@ -114,6 +114,12 @@ type Config struct {
 	// start. Empty: pods that use an encrypted Secret fail with
 	// CreateContainerConfigError. See docs/secrets.md.
 	AgeKeyFile string `json:"ageKeyFile,omitempty"`
+	// ExecHelper is a statically linked shoal binary the runtime mounts
+	// into containers whose environment or command line holds a Secret's
+	// value, so the value never reaches containerd's files on disk
+	// (runtime.Config.ExecHelper). Empty means this agent's own binary
+	// when it is statically linked (make build makes it so).
+	ExecHelper string `json:"execHelper,omitempty"`
 
 	Labels  map[string]string `json:"labels,omitempty"`
 	Taints  []corev1.Taint    `json:"taints,omitempty"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -284,6 +285,29 @@ func RestartPlans(node string, v *state.Snapshot, actual []runtime.PodStatus, po
 	return plans, wake
 }
 
+// execHelper is the static binary for Secret values in containers'
+// environment: the configured one, else this agent's own when it is
+// static. Without one, such containers fail with a message saying so.
+func (a *Agent) execHelper() string {
+	path := a.cfg.ExecHelper
+	if path == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return ""
+		}
+		if runtime.CheckExecHelper(exe) != nil {
+			a.log.Warn("this agent's binary is dynamically linked: containers given a Secret's value in their environment cannot start (build with CGO_ENABLED=0, or give --exec-helper)")
+			return ""
+		}
+		return exe
+	}
+	if err := runtime.CheckExecHelper(path); err != nil {
+		a.log.Error("exec helper unusable: containers given a Secret's value in their environment cannot start", "err", err)
+		return ""
+	}
+	return path
+}
+
 // TaintRuntimeUnavailable is on a node while its container runtime cannot
 // be started; pods without a toleration for it are not placed there.
 const TaintRuntimeUnavailable = "node.shoal.dev/runtime-unavailable"
@@ -423,6 +447,7 @@ func (a *Agent) nodeRuntime(ctx context.Context) (PodRuntime, error) {
 			Logger:        a.log.With("component", "runtime"),
 			ClusterDomain: a.cfg.ClusterDomain,
 			Values:        a.vals,
+			ExecHelper:    a.execHelper(),
 		})
 		if err != nil {
 			return nil, err

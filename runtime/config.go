@@ -55,6 +55,12 @@ type Config struct {
 	// envFrom, configMap and secret volumes). Nil makes such pods fail:
 	// volumes at RunPod, env with CreateContainerConfigError.
 	Values ValueResolver
+	// ExecHelper is a statically linked shoal binary, bind-mounted into a
+	// container whose environment or command line holds a Secret's value:
+	// it reads them from a tmpfs file and execs the container's process,
+	// so the values never reach containerd's files on disk (exec_env.go).
+	// Empty makes such containers fail with CreateContainerConfigError.
+	ExecHelper string
 
 	// Logger receives one line per event; nil means slog.Default().
 	Logger *slog.Logger

@@ -335,7 +335,7 @@ func (c *Containerd) startContainer(ctx context.Context, r *podRecord, cs Contai
 	if err != nil {
 		return fail(ReasonErrImagePull, err)
 	}
-	env, cmd, args, err := containerEnv(ctx, newObjectCache(c.cfg.Values, r.Spec.Key.Namespace), r.Spec, r.IP, cs)
+	env, cmd, args, secret, err := containerEnv(ctx, newObjectCache(c.cfg.Values, r.Spec.Key.Namespace), r.Spec, r.IP, cs)
 	if err != nil {
 		return fail(ReasonCreateContainerConfigError, err)
 	}
@@ -343,11 +343,19 @@ func (c *Containerd) startContainer(ctx context.Context, r *podRecord, cs Contai
 	if err != nil {
 		return fail(ReasonCreateContainerConfigError, err)
 	}
+	var viaHelper oci.SpecOpts
+	if len(secret) > 0 {
+		helperMounts, opt, err := c.execEnv(r, cs.Name, secret)
+		if err != nil {
+			return fail(ReasonCreateContainerConfigError, err)
+		}
+		mounts, viaHelper = append(mounts, helperMounts...), opt
+	}
 	if err := checkNonRoot(ctx, cs.Security, image); err != nil {
 		return fail(ReasonCreateContainerConfigError, err)
 	}
 	cs.Command, cs.Args = cmd, args
-	if err := c.createAndStart(ctx, r, cs, cr.ID, image, env, mounts); err != nil {
+	if err := c.createAndStart(ctx, r, cs, cr.ID, image, env, mounts, viaHelper); err != nil {
 		return fail(ReasonCreateContainerError, err)
 	}
 	cr.StartedAt = time.Now()
@@ -381,9 +389,10 @@ func (c *Containerd) postStart(ctx context.Context, r *podRecord, cs ContainerSp
 }
 
 // createAndStart creates and starts the container; cs carries command and
-// args already expanded, env is resolved.
+// args already expanded, env is resolved. last, when not nil, is applied
+// to the finished spec (execEnv's).
 func (c *Containerd) createAndStart(ctx context.Context, r *podRecord, cs ContainerSpec, id string, image containerd.Image,
-	env []string, mounts []specs.Mount) (retErr error) {
+	env []string, mounts []specs.Mount, last oci.SpecOpts) (retErr error) {
 	key := r.Spec.Key
 	dir := c.podDir(key.UID)
 	specOpts := []oci.SpecOpts{oci.WithImageConfig(image)}
@@ -407,6 +416,9 @@ func (c *Containerd) createAndStart(ctx context.Context, r *podRecord, cs Contai
 	specOpts = append(specOpts, resourceOpts(cs.Resources, c.swapAccounting)...)
 	specOpts = append(specOpts, securityOpts(cs.Security)...)
 	specOpts = append(specOpts, requireArgs)
+	if last != nil {
+		specOpts = append(specOpts, last)
+	}
 
 	ctr, err := c.client.NewContainer(ctx, id,
 		containerd.WithContainerLabels(map[string]string{

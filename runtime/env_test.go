@@ -28,6 +28,8 @@ import (
 
 type testEnv struct {
 	daemon   *Daemon
+	// execHelper is a static shoal binary (Config.ExecHelper).
+	execHelper string
 	registry *testimages.Registry
 	images   map[string]string // test image name -> pushed reference
 	builder  testimages.Builder
@@ -134,6 +136,15 @@ func integrationEnv(t testing.TB) *testEnv {
 		if e.registry, envErr = testimages.StartRegistry(); envErr != nil {
 			return
 		}
+		// The exec helper for Secret values in containers' environment: a
+		// static shoal binary (exec_env.go).
+		e.execHelper = filepath.Join(dir, "shoal-static")
+		build := exec.Command("go", "build", "-o", e.execHelper, "github.com/shoal-dev/shoal/cmd/shoal")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			envErr = fmt.Errorf("build the exec helper: %v: %s", err, out)
+			return
+		}
 		for _, name := range testimages.Names() {
 			img, err := e.builder.Build(ctx, name)
 			if err != nil {
@@ -174,6 +185,7 @@ func newTestNode(t testing.TB) *testNode {
 		PodCIDR:     netip.MustParsePrefix(fmt.Sprintf("10.250.%d.0/24", n)),
 		BridgeName:  fmt.Sprintf("shlt%d-%d", os.Getpid()%100000, n),
 		NetworkName: "shoaltest",
+		ExecHelper:  env.execHelper,
 		DNS:         DNSConfig{Nameservers: []string{"10.96.0.10"}, Searches: []string{"default.svc.cluster.local", "svc.cluster.local"}, Options: []string{"ndots:5"}},
 		Logger:      slog.New(slog.NewTextHandler(tWriter{t}, nil)),
 	}

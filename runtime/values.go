@@ -127,14 +127,16 @@ func (o *objectCache) key(ctx context.Context, kind string, ref ObjectKeyRef) (s
 // expand $(VAR) references to variables defined before them. It also
 // returns command and args with $(VAR) expanded against the whole
 // environment.
-func containerEnv(ctx context.Context, objs *objectCache, pod PodSpec, podIP string, c ContainerSpec) (env []string, cmd, args []string, err error) {
+func containerEnv(ctx context.Context, objs *objectCache, pod PodSpec, podIP string, c ContainerSpec) (env []string, cmd, args []string, secret map[string]bool, err error) {
 	vals := map[string]string{}
+	secret = map[string]bool{} // variables holding a Secret's value, or made from one
 	var order []string
 	set := func(name, v string) {
 		if _, ok := vals[name]; !ok {
 			order = append(order, name)
 		}
 		vals[name] = v
+		delete(secret, name)
 	}
 	set("HOSTNAME", pod.Hostname)
 	for _, ef := range c.EnvFrom {
@@ -144,13 +146,13 @@ func containerEnv(ctx context.Context, objs *objectCache, pod PodSpec, podIP str
 		}
 		m, found, err := objs.get(ctx, kind, name)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		if !found {
 			if ef.Optional {
 				continue
 			}
-			return nil, nil, nil, fmt.Errorf("%s %q not found in namespace %s", strings.ToLower(kind), name, pod.Key.Namespace)
+			return nil, nil, nil, nil, fmt.Errorf("%s %q not found in namespace %s", strings.ToLower(kind), name, pod.Key.Namespace)
 		}
 		keys := make([]string, 0, len(m))
 		for k := range m {
@@ -162,33 +164,62 @@ func containerEnv(ctx context.Context, objs *objectCache, pod PodSpec, podIP str
 				continue // not a variable name; Kubernetes skips it too
 			}
 			set(ef.Prefix+k, string(m[k]))
+			if kind == "Secret" {
+				secret[ef.Prefix+k] = true
+			}
 		}
 	}
-	lookup := func(name string) (string, bool) { v, ok := vals[name]; return v, ok }
+	// usedSecret is set when an expansion reads a Secret's variable.
+	usedSecret := false
+	lookup := func(name string) (string, bool) {
+		v, ok := vals[name]
+		if ok && secret[name] {
+			usedSecret = true
+		}
+		return v, ok
+	}
 	for _, e := range c.Env {
 		if e.From == nil {
-			set(e.Name, expandVars(e.Value, lookup))
+			usedSecret = false
+			v := expandVars(e.Value, lookup)
+			set(e.Name, v)
+			if usedSecret {
+				secret[e.Name] = true
+			}
 			continue
 		}
 		v, ok, err := envSourceValue(ctx, objs, pod, podIP, c, *e.From)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("env %s: %w", e.Name, err)
+			return nil, nil, nil, nil, fmt.Errorf("env %s: %w", e.Name, err)
 		}
 		if ok {
 			set(e.Name, v)
+			if e.From.SecretKey != nil {
+				secret[e.Name] = true
+			}
 		}
 	}
 	for _, name := range order {
 		env = append(env, name+"="+vals[name])
 	}
+	// A command or argument made from a Secret's variable holds its value:
+	// the whole process then goes through the exec helper (exec_env.go).
+	usedSecret = false
 	for _, s := range c.Command {
 		cmd = append(cmd, expandVars(s, lookup))
 	}
 	for _, s := range c.Args {
 		args = append(args, expandVars(s, lookup))
 	}
-	return env, cmd, args, nil
+	if usedSecret {
+		secret[argvSecret] = true
+	}
+	return env, cmd, args, secret, nil
 }
+
+// argvSecret marks, in containerEnv's secret set, a command line made
+// from a Secret's value. It cannot be a variable name.
+const argvSecret = "=argv"
 
 func envSourceValue(ctx context.Context, objs *objectCache, pod PodSpec, podIP string, c ContainerSpec, src EnvSource) (string, bool, error) {
 	switch {

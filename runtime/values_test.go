@@ -89,9 +89,12 @@ func TestContainerEnv(t *testing.T) {
 		Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m")}},
 	}
 	pod.Containers = []ContainerSpec{c}
-	env, cmd, args, err := containerEnv(context.Background(), newObjectCache(res, "shop"), pod, "10.0.0.7", c)
+	env, cmd, args, secret, err := containerEnv(context.Background(), newObjectCache(res, "shop"), pod, "10.0.0.7", c)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(secret) != 1 || !secret["PASSWORD"] {
+		t.Errorf("secret variables %v, want PASSWORD only", secret)
 	}
 	want := []string{"HOSTNAME=web-0", "CFG_color=red", "CFG_greeting=hello", "GREETING=hello", "PASSWORD=s3cret",
 		"POD_IP=10.0.0.7", "MSG=hello from $(POD_NAME) on $(NODE)", "POD_NAME=web-0", "NODE=n1", "APP=web", "TEAM=a",
@@ -106,6 +109,27 @@ func TestContainerEnv(t *testing.T) {
 		t.Errorf("resolver called %d times, want once per object (3)", res.calls)
 	}
 
+	// A Secret's value reaches other variables and the command line by
+	// $(VAR): they are marked too; a plain variable overriding one is not.
+	c2 := ContainerSpec{Name: "web", Args: []string{"--pw=$(DB_password)"},
+		EnvFrom: []EnvFromSource{{Secret: "sec", Prefix: "DB_"}},
+		Env: []EnvVar{
+			{Name: "URL", Value: "db://u:$(DB_password)@db"},
+			{Name: "PLAIN", Value: "$(HOSTNAME)"},
+		}}
+	_, _, _, secret2, err := containerEnv(context.Background(), newObjectCache(res, "shop"), pod, "", c2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(secret2) != 3 || !secret2["DB_password"] || !secret2["URL"] || !secret2[argvSecret] {
+		t.Errorf("secret variables %v, want DB_password, URL and the command line", secret2)
+	}
+	c2.Args = nil
+	c2.Env = append(c2.Env, EnvVar{Name: "DB_password", Value: "overridden"})
+	if _, _, _, secret3, err := containerEnv(context.Background(), newObjectCache(res, "shop"), pod, "", c2); err != nil || len(secret3) != 1 || !secret3["URL"] {
+		t.Errorf("a Secret variable overridden by a plain one: %v %v, want URL only (made before the override)", secret3, err)
+	}
+
 	for name, e := range map[string]EnvVar{
 		"missing key":    {Name: "X", From: &EnvSource{ConfigMapKey: &ObjectKeyRef{Name: "cfg", Key: "nope"}}},
 		"missing secret": {Name: "X", From: &EnvSource{SecretKey: &ObjectKeyRef{Name: "gone", Key: "k"}}},
@@ -113,15 +137,15 @@ func TestContainerEnv(t *testing.T) {
 	} {
 		c := ContainerSpec{Name: "web", Env: []EnvVar{e}}
 		pod.Containers = []ContainerSpec{c}
-		if _, _, _, err := containerEnv(context.Background(), newObjectCache(res, "shop"), pod, "", c); err == nil || !strings.Contains(err.Error(), "env X") {
+		if _, _, _, _, err := containerEnv(context.Background(), newObjectCache(res, "shop"), pod, "", c); err == nil || !strings.Contains(err.Error(), "env X") {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
 	c = ContainerSpec{Name: "web", EnvFrom: []EnvFromSource{{ConfigMap: "absent"}}}
-	if _, _, _, err := containerEnv(context.Background(), newObjectCache(res, "shop"), pod, "", c); err == nil {
+	if _, _, _, _, err := containerEnv(context.Background(), newObjectCache(res, "shop"), pod, "", c); err == nil {
 		t.Error("a missing non-optional envFrom source was accepted")
 	}
-	if _, _, _, err := containerEnv(context.Background(), newObjectCache(nil, "shop"), pod, "", ContainerSpec{Name: "web",
+	if _, _, _, _, err := containerEnv(context.Background(), newObjectCache(nil, "shop"), pod, "", ContainerSpec{Name: "web",
 		Env: []EnvVar{{Name: "X", From: &EnvSource{SecretKey: &ObjectKeyRef{Name: "sec", Key: "password"}}}}}); err == nil ||
 		!strings.Contains(err.Error(), "no ValueResolver") {
 		t.Errorf("no resolver: %v", err)

@@ -177,25 +177,35 @@ func TestContainerdVolumesAndEnv(t *testing.T) {
 	if tmp, _ := isTmpfs(t, filepath.Join(vols, "cache")); tmp {
 		t.Error("disk emptyDir is on tmpfs")
 	}
-	// No secret value on disk under the data dir (tmpfs volumes excluded).
-	err = filepath.WalkDir(n.cfg.DataDir, func(p string, d fs.DirEntry, err error) error {
+	// No secret value on disk under the data dir (tmpfs volumes excluded),
+	// nor in containerd's root and state (its metadata database and the
+	// task bundles), though the container has it in its environment.
+	for _, root := range []string{n.cfg.DataDir, n.env.dir} {
+		err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if os.IsNotExist(err) {
+					return nil // a file removed meanwhile
+				}
+				return err
+			}
+			if d.IsDir() && isMountPoint(p) && p != root {
+				if tmp, _ := isTmpfs(t, p); tmp {
+					return filepath.SkipDir
+				}
+				if strings.Contains(p, "/rootfs") {
+					return filepath.SkipDir // a container's root filesystem mount
+				}
+			}
+			if d.Type().IsRegular() {
+				if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(testSecretValue)) {
+					t.Errorf("secret value written to disk in %s", p)
+				}
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		if d.IsDir() && isMountPoint(p) && p != n.cfg.DataDir {
-			if tmp, _ := isTmpfs(t, p); tmp {
-				return filepath.SkipDir
-			}
-		}
-		if d.Type().IsRegular() {
-			if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(testSecretValue)) {
-				t.Errorf("secret value written to disk in %s", p)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 
 	// Removal unmounts and deletes; the local volume outlives the pod and

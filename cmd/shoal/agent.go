@@ -81,6 +81,7 @@ in camelCase) and flags, flags winning. See docs/agent.md.`,
 	fl.StringSliceVar(&f.c.Join, "join", nil, "gossip addresses (host:port) of existing members")
 	fl.StringVar(&f.c.ClusterKeyFile, "cluster-key-file", "", "the 32-byte cluster key (raw or base64), readable by its owner only")
 	fl.IntVar(&f.c.BootstrapExpect, "bootstrap-expect", 0, "nodes that form a new cluster (default 3)")
+	fl.StringVar(&f.c.ExecHelper, "exec-helper", "", "a statically linked shoal binary that keeps Secret values in containers' environment off disk (default: this binary, when static)")
 	fl.StringVar(&f.c.AgeKeyFile, "age-key-file", "", "age identities (age-keygen's format) that decrypt the repository's sops Secrets; without it, pods using an encrypted Secret cannot start")
 	fl.StringToStringVar(&f.c.Labels, "labels", nil, "node labels, k=v,...")
 	fl.StringSliceVar(&f.taints, "taints", nil, "node taints, key=value:Effect,...")
@@ -133,6 +134,7 @@ func (f *agentFlags) config(fs *pflag.FlagSet) (agent.Config, error) {
 		"cluster-key-file": func() { cfg.ClusterKeyFile = f.c.ClusterKeyFile },
 		"bootstrap-expect": func() { cfg.BootstrapExpect = f.c.BootstrapExpect },
 		"age-key-file":     func() { cfg.AgeKeyFile = f.c.AgeKeyFile },
+		"exec-helper":      func() { cfg.ExecHelper = f.c.ExecHelper },
 		"labels":           func() { cfg.Labels = f.c.Labels },
 		"taints": func() {
 			cfg.Taints = nil

@@ -16,15 +16,12 @@ import (
 // 50 web replicas; once all are Ready and the agent has run for a while
 // (probes, status reports, Service rules), it reports the agent's VmRSS
 // and VmHWM (peak) and its private anonymous memory (RssAnon) from /proc,
-// and the RSS of the node's containerd for comparison. Run it without the race detector, which multiplies memory:
+// and the RSS of the node's containerd for comparison.
 //
 //	go test -run '^$' -bench AgentMemory50Pods -benchtime 1x ./internal/localcluster
 func BenchmarkAgentMemory50Pods(b *testing.B) {
 	if err := Preflight(); err != nil {
 		b.Skipf("needs: %v", err)
-	}
-	if raceEnabled {
-		b.Skip("memory figures need a binary built without the race detector")
 	}
 	dir := b.TempDir()
 	src := filepath.Join(dir, "repo")
@@ -95,9 +92,6 @@ func procMemory(t testing.TB, pid int) (rss, hwm, anon int64) {
 func BenchmarkAgentMemory1000PodsInState(b *testing.B) {
 	if err := Preflight(); err != nil {
 		b.Skipf("needs: %v", err)
-	}
-	if raceEnabled {
-		b.Skip("memory figures need a binary built without the race detector")
 	}
 	dir := b.TempDir()
 	src := filepath.Join(dir, "repo")

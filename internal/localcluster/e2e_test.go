@@ -92,8 +92,11 @@ var (
 	buildErr  error
 )
 
-// shoalBinary builds cmd/shoal once per test process, with the race
-// detector when the tests have it (which reuses their compiled packages).
+// shoalBinary builds cmd/shoal once per test process, statically linked
+// (CGO_ENABLED=0, as make build does): the agents then also serve as the
+// exec helper for Secret values in containers' environment, which runs
+// inside images that have no C library. (So the agents run without the
+// race detector; the agent package's own tests run under it.)
 func shoalBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -103,12 +106,8 @@ func shoalBinary(t testing.TB) string {
 			return
 		}
 		builtBin = filepath.Join(dir, "shoal")
-		args := []string{"build", "-o", builtBin}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "github.com/shoal-dev/shoal/cmd/shoal")
-		cmd := exec.Command("go", args...)
+		cmd := exec.Command("go", "build", "-o", builtBin, "github.com/shoal-dev/shoal/cmd/shoal")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %w: %s", err, out)
 		}

@@ -40,6 +40,7 @@ type Record struct {
 	Branch      string       `json:"branch,omitempty"`
 	Path        string       `json:"path,omitempty"`
 	KeyFile     string       `json:"keyFile"`
+	ExecHelper  string       `json:"execHelper,omitempty"`
 	Nodes       []NodeRecord `json:"nodes"`
 }
 

@@ -52,6 +52,10 @@ type Options struct {
 	AgentArgs []string
 	// Binary is the shoal executable the agents run (default: this one).
 	Binary string
+	// ExecHelper is a statically linked shoal binary for Secret values in
+	// containers' environment (agent --exec-helper); empty lets each agent
+	// use its own binary, which make build links statically.
+	ExecHelper string
 	// Out receives progress lines; nil discards them.
 	Out io.Writer
 }
@@ -162,7 +166,7 @@ func Up(ctx context.Context, opts Options) (rec *Record, retErr error) {
 	}
 	host := netip.PrefixFrom(o.Subnet.Addr().Next(), o.Subnet.Bits())
 	rec = &Record{Name: o.Name, Dir: o.Dir, Subnet: o.Subnet.String(), HostAddr: host.Addr().String(),
-		Branch: o.Branch, Path: o.Path, KeyFile: filepath.Join(o.Dir, "cluster.key")}
+		Branch: o.Branch, Path: o.Path, KeyFile: filepath.Join(o.Dir, "cluster.key"), ExecHelper: o.ExecHelper}
 	if err := rec.save(); err != nil {
 		return nil, err
 	}
@@ -370,6 +374,7 @@ func writeAgentConfig(rec *Record, n *NodeRecord, nodes int) error {
 		ClusterKeyFile: rec.KeyFile, BootstrapExpect: min(nodes, agent.DefaultBootstrapExpect),
 		ContainerdSocket: runtime.SocketPath(n.ContainerdDir),
 		StatusAddr:       n.StatusAddr,
+		ExecHelper:       rec.ExecHelper,
 	}
 	b, err := yaml.Marshal(cfg)
 	if err != nil {

@@ -1,5 +1,0 @@
-//go:build !race
-
-package localcluster
-
-const raceEnabled = false
