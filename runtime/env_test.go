@@ -27,13 +27,13 @@ import (
 // and removes all of them in its cleanup.
 
 type testEnv struct {
-	daemon   *Daemon
+	daemon *Daemon
 	// execHelper is a static shoal binary (Config.ExecHelper).
 	execHelper string
-	registry *testimages.Registry
-	images   map[string]string // test image name -> pushed reference
-	builder  testimages.Builder
-	dir      string
+	registry   *testimages.Registry
+	images     map[string]string // test image name -> pushed reference
+	builder    testimages.Builder
+	dir        string
 }
 
 var (
