@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/shoal-dev/shoal/secrets"
+	"golang.org/x/sys/unix"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sigs.k8s.io/yaml"
 	"strings"
 	"testing"
 	"time"
@@ -206,6 +210,12 @@ func TestLocalClusterWorkloads(t *testing.T) {
 		t.Errorf("the database without the password: %v %s, want 401", err, out)
 	}
 
+	// The Secret's plaintext is nowhere on the nodes' disks: the cluster
+	// directory holds the raft logs and snapshots, the Git clones, the
+	// agents' and containers' logs and containerd's root and state (tmpfs
+	// mounts, where the values belong, excluded).
+	scanForPlaintext(t, rec.Dir, shopPassword(t, ageKey))
+
 	t.Run("statefulset keeps its name, node and data", func(t *testing.T) {
 		db, err := os.ReadFile(filepath.Join(rec.Repo, "db.yaml"))
 		if err != nil {
@@ -348,4 +358,70 @@ func waitDaemons(t *testing.T, rec *Record, nodes int) []*state.Pod {
 		return ok, fmt.Sprintf("%d ready nodes %v, ready daemon pods per node %v, %d pods", len(ready), ready, on, len(pods))
 	})
 	return pods
+}
+
+// shopPassword decrypts the shop's Secret with the demo key.
+func shopPassword(t *testing.T, keyFile string) string {
+	t.Helper()
+	file := filepath.Join("..", "..", "examples", "shop", "secrets", "db-credentials.yaml")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := secrets.LoadKeyring(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := secrets.Decrypt(file, data, kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := p.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj struct {
+		StringData map[string]string `json:"stringData"`
+		Data       map[string][]byte `json:"data"`
+	}
+	if err := yaml.Unmarshal(plain, &obj); err != nil {
+		t.Fatal(err)
+	}
+	pw := obj.StringData["password"]
+	if pw == "" {
+		pw = string(obj.Data["password"])
+	}
+	if len(pw) < 6 {
+		t.Fatalf("the shop's password is too short to scan for (%d bytes)", len(pw))
+	}
+	return pw
+}
+
+// scanForPlaintext fails the test if any regular file under root, outside
+// tmpfs mounts and containers' root filesystems, contains value.
+func scanForPlaintext(t *testing.T, root, value string) {
+	t.Helper()
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) || os.IsPermission(err) {
+				return nil // removed meanwhile
+			}
+			return err
+		}
+		if d.IsDir() && p != root {
+			var st, parent unix.Stat_t
+			if unix.Stat(p, &st) == nil && unix.Stat(filepath.Dir(p), &parent) == nil && st.Dev != parent.Dev {
+				return filepath.SkipDir // a mount: a tmpfs, a rootfs, a netns
+			}
+		}
+		if d.Type().IsRegular() {
+			if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(value)) {
+				t.Errorf("the Secret's plaintext is on disk in %s", p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
