@@ -12,8 +12,10 @@ TESTFLAGS ?= -race -count=1
 
 all: build
 
+# Statically linked (no cgo): the binary also serves, bind-mounted, as the exec helper inside
+# containers whose environment holds a Secret's value, and images need not have a C library.
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/shoal
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/shoal
 
 # The demo and example images (tiny Go programs in examples/images) as OCI tarballs in dist/images,
 # ready for import into containerd. Tests build the same images in-process and serve them from a
