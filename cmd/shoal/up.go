@@ -7,15 +7,12 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/shoal-dev/shoal/internal/localcluster"
-	"github.com/shoal-dev/shoal/manifest"
 )
 
 func newUpCommand() *cobra.Command {
@@ -114,25 +111,30 @@ failure: what is gone already is skipped.`,
 func printReach(out io.Writer, rec *localcluster.Record) {
 	nodeAddr := rec.Nodes[0].Addr
 	fmt.Fprintln(out)
-	if set := localManifests(rec); set != nil {
-		var lines []string
-		for _, o := range set.Objects() {
-			svc, ok := o.Obj.(*corev1.Service)
-			if !ok || svc.Spec.Type != corev1.ServiceTypeNodePort {
-				continue
-			}
-			for _, p := range svc.Spec.Ports {
-				if p.NodePort != 0 {
-					lines = append(lines, fmt.Sprintf("  %s/%s  http://%s:%d/  (NodePort, on every node)", svc.Namespace, svc.Name, nodeAddr, p.NodePort))
+	var lines []string
+	if c, err := rec.Client(); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		svcs, err := c.Services(ctx, "")
+		cancel()
+		if err == nil {
+			for _, s := range svcs.Services {
+				for _, p := range s.Ports {
+					switch {
+					case p.NodePort != 0:
+						lines = append(lines, fmt.Sprintf("  %s/%s  http://%s:%d/  (NodePort, on every node; ClusterIP %s:%d inside a node)",
+							s.Namespace, s.Name, nodeAddr, p.NodePort, s.ClusterIP, p.Port))
+					case s.ClusterIP != "":
+						lines = append(lines, fmt.Sprintf("  %s/%s  %s:%d  (ClusterIP, inside a node)", s.Namespace, s.Name, s.ClusterIP, p.Port))
+					}
 				}
 			}
 		}
-		sort.Strings(lines)
-		if len(lines) > 0 {
-			fmt.Fprintln(out, "Services:")
-			for _, l := range lines {
-				fmt.Fprintln(out, l)
-			}
+	}
+	sort.Strings(lines)
+	if len(lines) > 0 {
+		fmt.Fprintln(out, "Services:")
+		for _, l := range lines {
+			fmt.Fprintln(out, l)
 		}
 	}
 	fmt.Fprintf(out, "Inside a node:  nsenter --net=/run/netns/%s curl ...  (ClusterIPs, pod IPs, DNS)\n", rec.Nodes[0].NetNS)
@@ -145,22 +147,4 @@ func printReach(out io.Writer, rec *localcluster.Record) {
 	}
 	fmt.Fprintf(out, "Logs:           %s/node*/agent.log\n", rec.Dir)
 	fmt.Fprintf(out, "Stop:           shoal down --dir %s\n", rec.Dir)
-}
-
-// localManifests loads the manifests of a local repository's working
-// tree, for showing its Services; nil when there is none or they do not
-// load.
-func localManifests(rec *localcluster.Record) *manifest.Set {
-	if !filepath.IsAbs(rec.Repo) {
-		return nil
-	}
-	dir := "."
-	if rec.Path != "" {
-		dir = rec.Path
-	}
-	set, errs := manifest.Load(os.DirFS(rec.Repo), dir)
-	if len(errs) > 0 {
-		return nil
-	}
-	return set
 }
