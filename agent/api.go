@@ -27,6 +27,7 @@ import (
 //	GET /v1/services[?namespace=]  ServiceList
 //	GET /v1/events[?namespace=][&object=]  EventList
 //	GET /v1/rollout?kind=&namespace=&name=  RolloutStatus
+//	GET /v1/logs?namespace=&name=[&container=][&follow=true]  text (api_logs.go)
 //
 // On a loopback address it answers anyone on the machine; on any other it
 // requires "Authorization: Bearer <StatusToken(cluster key)>".
@@ -99,6 +100,7 @@ func (a *Agent) statusHandler() http.Handler {
 	mux.HandleFunc("GET /v1/services", a.servicesHandler)
 	mux.HandleFunc("GET /v1/events", a.eventsHandler)
 	mux.HandleFunc("GET /v1/rollout", a.rolloutHandler)
+	mux.HandleFunc("GET /v1/logs", a.logsHandler)
 	loopback := false
 	if host, _, err := net.SplitHostPort(a.listener.Addr().String()); err == nil {
 		ip := net.ParseIP(host)

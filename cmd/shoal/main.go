@@ -65,6 +65,7 @@ Kubernetes-style YAML. There is no API server: the only way to change the cluste
 		newUpCommand(),
 		newDownCommand(),
 		newRolloutCommand(),
+		newLogsCommand(),
 		newExecEnvCommand(),
 		newNodeCommand(),
 		newVersionCommand(),

@@ -304,6 +304,15 @@ func TestLocalClusterHello(t *testing.T) {
 	// before the last node has registered.
 	t.Logf("3 replicas on %d nodes", answerFromEveryNode(t, rec, pods))
 
+	// shoal logs, asked of node1, for each replica (most on other nodes).
+	for _, p := range pods {
+		out, err := exec.Command(shoalBinary(t), "logs", p.Name, "-n", "hello",
+			"--server", rec.Nodes[0].StatusAddr, "--cluster-key-file", rec.KeyFile).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "web "+p.Name+" listening on :8080") {
+			t.Errorf("shoal logs %s (on %s): %v\n%s", p.Name, p.NodeName, err, out)
+		}
+	}
+
 	// The Service: its NodePort on every node from the host, its ClusterIP
 	// from every node's namespace; every replica answers through each.
 	c, err := rec.Client()
