@@ -8,6 +8,7 @@ const (
 	AnnotationPrune = "shoal.dev/prune"
 	PruneDisabled   = "disabled"
 	// AnnotationRolloutOnConfigChange set to "false" on a workload means: do not roll it when a
-	// ConfigMap or Secret it uses changes; mounted files are updated in place instead.
+	// ConfigMap or Secret it uses changes; its pods keep the contents they started with until
+	// they are recreated (mounted files are not updated in place yet).
 	AnnotationRolloutOnConfigChange = "shoal.dev/rollout-on-config-change"
 )

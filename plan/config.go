@@ -209,7 +209,7 @@ func configConsequences(pl *planner, c manifest.Change) []string {
 func inPlace(u configUser) string {
 	var parts []string
 	if u.Volume {
-		parts = append(parts, "mounted files are updated in place")
+		parts = append(parts, "mounted files keep the old contents until its pods are recreated")
 	}
 	if u.Env {
 		parts = append(parts, "environment variables change only when its pods restart")

@@ -244,7 +244,7 @@ func TestConfigConsequences(t *testing.T) {
 		{name: "opted out", base: files(configWeb, deployWeb, optedOut), head: files(cfg2, deployWeb, optedOut), key: cfgWeb, want: []string{
 			"keys changed: TITLE; keys added: EXTRA",
 			"workloads that use it roll: Deployment shop/web",
-			"StatefulSet shop/db not rolled (opted out); mounted files are updated in place",
+			"StatefulSet shop/db not rolled (opted out); mounted files keep the old contents until its pods are recreated",
 		}},
 		{name: "a workload added with it is created, not rolled", base: files(configWeb), head: files(cfg2, deployWeb), key: cfgWeb, want: []string{
 			"keys changed: TITLE; keys added: EXTRA",
