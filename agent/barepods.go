@@ -35,6 +35,32 @@ type BarePodPlan struct {
 // Empty reports whether the plan writes nothing.
 func (p BarePodPlan) Empty() bool { return len(p.Create)+len(p.Delete)+len(p.Purge) == 0 }
 
+// Commands are the plan's writes in the order the leader applies them:
+// purges, deletions, then creations, each in batches.
+func (p BarePodPlan) Commands(now time.Time) []state.Command {
+	var out []state.Command
+	for _, uids := range chunks(p.Purge) {
+		out = append(out, &state.DeletePods{UIDs: uids})
+	}
+	for _, uids := range chunks(p.Delete) {
+		ch := make([]state.DesiredChange, len(uids))
+		for i, u := range uids {
+			ch[i] = state.DesiredChange{UID: u, Desired: state.DesiredDelete}
+		}
+		out = append(out, &state.SetPodsDesired{Changes: ch})
+	}
+	for _, pods := range chunks(p.Create) {
+		out = append(out, &state.CreatePods{Pods: pods, Time: now})
+	}
+	return out
+}
+
+// BarePodCommands is the bare-Pod controller on the Pods of set at commit,
+// as the commands the leader writes (what `shoal plan --cluster` replays).
+func BarePodCommands(set *manifest.Set, commit string, v *state.Snapshot, now time.Time) []state.Command {
+	return PlanBarePods(barePods(set), commit, v, now).Commands(now)
+}
+
 // barePods returns the Pod objects of a set, in key order.
 func barePods(set *manifest.Set) []*corev1.Pod {
 	var out []*corev1.Pod

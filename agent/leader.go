@@ -195,31 +195,18 @@ func (a *Agent) barePodsStep(ctx context.Context, v *state.Snapshot) (time.Durat
 		return 0, fmt.Errorf("pinned commit %s holds no objects", pinned.Commit)
 	}
 	now := a.now().UTC()
-	plan := PlanBarePods(barePods(l.set), pinned.Commit, v, now)
-	for _, uids := range chunks(plan.Purge) {
-		if _, err := a.apply(ctx, &state.DeletePods{UIDs: uids}); err != nil {
-			return 0, err
-		}
-	}
-	for _, uids := range chunks(plan.Delete) {
-		ch := make([]state.DesiredChange, len(uids))
-		for i, u := range uids {
-			ch[i] = state.DesiredChange{UID: u, Desired: state.DesiredDelete}
-		}
-		if _, err := a.apply(ctx, &state.SetPodsDesired{Changes: ch}); err != nil {
-			return 0, err
-		}
-	}
-	for _, pods := range chunks(plan.Create) {
-		res, err := a.apply(ctx, &state.CreatePods{Pods: pods, Time: now})
+	for _, c := range BarePodCommands(l.set, pinned.Commit, v, now) {
+		res, err := a.apply(ctx, c)
 		if err != nil {
 			return 0, err
 		}
-		for _, p := range pods {
-			a.log.Info("pod created", "pod", p.Key(), "uid", p.UID, "commit", p.Commit)
-		}
-		for _, r := range res.Rejected {
-			a.log.Warn("pod create rejected", "uid", r.UID, "reason", r.Reason)
+		if cp, ok := c.(*state.CreatePods); ok {
+			for _, p := range cp.Pods {
+				a.log.Info("pod created", "pod", p.Key(), "uid", p.UID, "commit", p.Commit)
+			}
+			for _, r := range res.Rejected {
+				a.log.Warn("pod create rejected", "uid", r.UID, "reason", r.Reason)
+			}
 		}
 	}
 	return 0, nil
@@ -234,14 +221,14 @@ func (a *Agent) scheduleStep(ctx context.Context, v *state.Snapshot) (time.Durat
 	pods := make([]scheduler.Pod, len(unplaced))
 	byID := map[string]*state.Pod{}
 	for i, p := range unplaced {
-		pods[i] = schedulerPod(p)
+		pods[i] = scheduler.PodOf(p)
 		byID[p.UID] = p
 	}
 	alive := map[string]bool{}
 	for _, m := range a.node.Members() {
 		alive[m.Name] = m.Status == cluster.MemberAlive
 	}
-	res := a.sched.Schedule(schedulerSnapshot(v, func(n string) bool { return alive[n] }), pods)
+	res := a.sched.Schedule(scheduler.SnapshotOf(v, func(n string) bool { return alive[n] }), pods)
 	bindings := make([]state.Binding, len(res.Bindings))
 	for i, b := range res.Bindings {
 		bindings[i] = state.Binding{UID: b.PodID, Node: b.Node}

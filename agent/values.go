@@ -329,15 +329,18 @@ func (n *nodeValues) judgeSecrets(ctx context.Context, commit string, set *manif
 		return ""
 	}
 	var msgs []string
+	var fsys fs.FS
 	for _, o := range set.Objects() {
 		if o.Key.Kind != "Secret" || o.Secret == nil || o.Secret.SOPS == nil {
 			continue
 		}
-		fsys, s, err := n.tree(ctx, commit)
-		if err != nil {
-			return fmt.Sprintf("cannot read the commit to check its Secrets: %v", err)
+		if fsys == nil {
+			var err error
+			if fsys, _, err = n.tree(ctx, commit); err != nil {
+				return fmt.Sprintf("cannot read the commit to check its Secrets: %v", err)
+			}
 		}
-		res, err := n.resolve(fsys, s, commit, o.Key.Namespace, o.Key.Name)
+		res, err := n.resolve(fsys, set, commit, o.Key.Namespace, o.Key.Name)
 		if err != nil {
 			msgs = append(msgs, err.Error())
 			continue

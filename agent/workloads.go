@@ -203,17 +203,8 @@ func claimVolumes(s *corev1.PodSpec, sts *appsv1.StatefulSet, pod string) {
 // podTemplate returns the pod template of a workload object (a CronJob's
 // is its job template's).
 func podTemplate(o *manifest.Object) (*corev1.PodTemplateSpec, error) {
-	switch obj := o.Obj.(type) {
-	case *appsv1.Deployment:
-		return &obj.Spec.Template, nil
-	case *appsv1.StatefulSet:
-		return &obj.Spec.Template, nil
-	case *appsv1.DaemonSet:
-		return &obj.Spec.Template, nil
-	case *batchv1.Job:
-		return &obj.Spec.Template, nil
-	case *batchv1.CronJob:
-		return &obj.Spec.JobTemplate.Spec.Template, nil
+	if t := manifest.PodTemplate(o); t != nil {
+		return t, nil
 	}
 	return nil, fmt.Errorf("%s/%s/%s decoded as %T, which has no pod template", o.Key.Kind, o.Key.Namespace, o.Key.Name, o.Obj)
 }

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/shoal-dev/shoal/manifest"
 	"github.com/shoal-dev/shoal/reconciler"
 	"github.com/shoal-dev/shoal/scheduler"
@@ -271,59 +269,9 @@ func scheduleUnplaced(s *scheduler.Scheduler, v *state.Snapshot) scheduler.Resul
 	}
 	pods := make([]scheduler.Pod, len(unplaced))
 	for i, p := range unplaced {
-		pods[i] = schedulerPod(p)
+		pods[i] = scheduler.PodOf(p)
 	}
-	return s.Schedule(schedulerSnapshot(v), pods)
-}
-
-// schedulerSnapshot is the agent's adapter (agent/sched.go) without gossip: a node is Ready
-// when the state says so. A bound pod that has not finished holds its node's resources; one
-// being deleted holds them until its record is gone.
-func schedulerSnapshot(v *state.Snapshot) scheduler.StaticSnapshot {
-	snap := scheduler.StaticSnapshot{Bound: map[string][]scheduler.Pod{}}
-	for _, n := range v.Nodes() {
-		snap.NodeList = append(snap.NodeList, scheduler.Node{
-			Name:     n.Name,
-			Labels:   n.Labels,
-			Taints:   n.Taints,
-			MilliCPU: n.Allocatable.MilliCPU,
-			Memory:   n.Allocatable.Memory,
-			MaxPods:  n.Allocatable.Pods,
-			Ready:    n.Status == state.NodeReady,
-			Cordoned: n.Cordoned,
-		})
-		for _, p := range v.PodsOnNode(n.Name) {
-			if !p.Status.Phase.Terminal() {
-				snap.Bound[n.Name] = append(snap.Bound[n.Name], schedulerPod(p))
-			}
-		}
-	}
-	return snap
-}
-
-// schedulerPod is the scheduler's view of a pod record, as agent/sched.go builds it.
-func schedulerPod(p *state.Pod) scheduler.Pod {
-	sp := scheduler.Pod{
-		ID:                        p.UID,
-		Namespace:                 p.Namespace,
-		Name:                      p.Name,
-		Labels:                    p.Labels,
-		MilliCPU:                  p.Spec.Requests.MilliCPU,
-		Memory:                    p.Spec.Requests.Memory,
-		NodeSelector:              p.Spec.NodeSelector,
-		Affinity:                  p.Spec.Affinity,
-		Tolerations:               p.Spec.Tolerations,
-		TopologySpreadConstraints: p.Spec.TopologySpread,
-		PinnedNode:                p.Spec.PinnedNode,
-		Images:                    p.Spec.Images,
-	}
-	if p.Owner.Kind != "" {
-		sp.Owner = scheduler.OwnerKey{Kind: p.Owner.Kind, Namespace: p.Namespace, Name: p.Owner.Name}
-	}
-	for _, hp := range p.Spec.HostPorts {
-		sp.HostPorts = append(sp.HostPorts, scheduler.HostPort{Port: hp.Port, Protocol: corev1.Protocol(hp.Protocol)})
-	}
-	return sp
+	return s.Schedule(scheduler.SnapshotOf(v, nil), pods)
 }
 
 // workloadOf is the workload a pod belongs to: its owner, or the bare Pod itself.

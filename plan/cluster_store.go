@@ -1,14 +1,8 @@
 package plan
 
 import (
-	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"sort"
-
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/shoal-dev/shoal/manifest"
 	"github.com/shoal-dev/shoal/reconciler"
@@ -122,8 +116,8 @@ func withoutConfigHashes(head *manifest.Set, pods []*state.Pod) []*state.Pod {
 		if o == nil {
 			continue
 		}
-		t := templateOf(o)
-		if t == nil || foldConfigHash(templateJSONHash(t), p.ConfigHash) != p.TemplateHash {
+		t := manifest.PodTemplate(o)
+		if t == nil || reconciler.TemplateHashWithConfigHash(t, p.ConfigHash) != p.TemplateHash {
 			continue
 		}
 		np := p.Copy()
@@ -139,50 +133,4 @@ func withoutConfigHashes(head *manifest.Set, pods []*state.Pod) []*state.Pod {
 		out[i] = np
 	}
 	return out
-}
-
-// templateOf returns a workload's pod template (a CronJob's is its job template's), or nil.
-func templateOf(o *manifest.Object) *corev1.PodTemplateSpec {
-	switch obj := o.Obj.(type) {
-	case *appsv1.Deployment:
-		return &obj.Spec.Template
-	case *appsv1.StatefulSet:
-		return &obj.Spec.Template
-	case *appsv1.DaemonSet:
-		return &obj.Spec.Template
-	case *batchv1.Job:
-		return &obj.Spec.Template
-	case *batchv1.CronJob:
-		return &obj.Spec.JobTemplate.Spec.Template
-	}
-	return nil
-}
-
-// templateJSONHash and foldConfigHash are reconciler.TemplateHash in two halves (reconciler's
-// jsonHash and foldConfig, which are unexported): the FNV-1a hash of the template's canonical
-// JSON, continued with a config hash and rendered in Kubernetes' safe alphabet. A test holds
-// them equal to reconciler.TemplateHash.
-func templateJSONHash(t *corev1.PodTemplateSpec) uint64 {
-	h := fnv.New64a()
-	if err := json.NewEncoder(h).Encode(t); err != nil {
-		h.Write([]byte(t.String()))
-	}
-	return h.Sum64()
-}
-
-func foldConfigHash(h uint64, configHash string) string {
-	if configHash != "" {
-		const prime = 1099511628211
-		h *= prime // h ^ 0: the separator byte
-		for i := 0; i < len(configHash); i++ {
-			h = (h ^ uint64(configHash[i])) * prime
-		}
-	}
-	const safeAlphabet = "bcdfghjklmnpqrstvwxz2456789"
-	b := make([]byte, 10)
-	for i := range b {
-		b[i] = safeAlphabet[h%uint64(len(safeAlphabet))]
-		h /= uint64(len(safeAlphabet))
-	}
-	return string(b)
 }

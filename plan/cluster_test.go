@@ -18,28 +18,6 @@ import (
 
 var dryNow = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 
-// testBarePods is the agent's bare-Pod controller as commands, as `shoal plan` wires it.
-func testBarePods(set *manifest.Set, commit string, v *state.Snapshot, now time.Time) []state.Command {
-	var pods []*corev1.Pod
-	for _, o := range set.Objects() {
-		if p, ok := o.Obj.(*corev1.Pod); ok {
-			pods = append(pods, p)
-		}
-	}
-	bp := agent.PlanBarePods(pods, commit, v, now)
-	var out []state.Command
-	if len(bp.Purge) > 0 {
-		out = append(out, &state.DeletePods{UIDs: bp.Purge})
-	}
-	for _, u := range bp.Delete {
-		out = append(out, &state.SetPodsDesired{Changes: []state.DesiredChange{{UID: u, Desired: state.DesiredDelete}}})
-	}
-	if len(bp.Create) > 0 {
-		out = append(out, &state.CreatePods{Pods: bp.Create, Time: now})
-	}
-	return out
-}
-
 func node(name string, milliCPU int64) *state.Node {
 	return &state.Node{Name: name, Status: state.NodeReady,
 		Labels:      map[string]string{corev1.LabelHostname: name},
@@ -140,22 +118,6 @@ func TestRebuildStore(t *testing.T) {
 	}
 }
 
-// TestTemplateHashHalves holds the dry run's copy of the template hash to the reconciler's.
-func TestTemplateHashHalves(t *testing.T) {
-	set := decodeSet(t, deployWeb, deployment("api", 2, "100m", ""))
-	config := map[manifest.Key]string{{Kind: "ConfigMap", Namespace: "shop", Name: "web-config"}: "h1"}
-	for _, o := range set.Objects() {
-		tpl := templateOf(o)
-		for _, cfg := range []map[manifest.Key]string{nil, config} {
-			want := reconciler.TemplateHash("shop", tpl, cfg)
-			got := foldConfigHash(templateJSONHash(tpl), reconciler.ConfigHash("shop", &tpl.Spec, cfg))
-			if got != want {
-				t.Errorf("%s with config %v: %s, reconciler says %s", o.Key, cfg, got, want)
-			}
-		}
-	}
-}
-
 func TestSimulate(t *testing.T) {
 	nodes := []*state.Node{node("n1", 2000), node("n2", 2000), node("n3", 2000)}
 	base := decodeSet(t, deployment("hog", 2, "1500m", ""))
@@ -169,7 +131,7 @@ func TestSimulate(t *testing.T) {
 	cp, err := Simulate(ClusterInput{
 		Server: "10.77.0.11:7949", Nodes: nodes, Pods: live,
 		Running: &state.Revision{Commit: "base1", Time: dryNow.Add(-time.Hour)}, RunningSet: base,
-		Head: "head1", HeadSet: head, Now: dryNow, BarePods: testBarePods,
+		Head: "head1", HeadSet: head, Now: dryNow, BarePods: agent.BarePodCommands,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +160,7 @@ func TestSimulate(t *testing.T) {
 	again, err := Simulate(ClusterInput{
 		Server: "10.77.0.11:7949", Nodes: nodes, Pods: live,
 		Running: &state.Revision{Commit: "base1", Time: dryNow.Add(-time.Hour)}, RunningSet: base,
-		Head: "head1", HeadSet: head, Now: dryNow, BarePods: testBarePods,
+		Head: "head1", HeadSet: head, Now: dryNow, BarePods: agent.BarePodCommands,
 	})
 	if err != nil || !reflect.DeepEqual(again, cp) {
 		t.Errorf("second run differs: %+v, %v", again, err)
@@ -217,7 +179,7 @@ spec:
   containers: [{name: sh, image: busybox, resources: {requests: {cpu: "5"}}}]
 `)
 	cp, err := Simulate(ClusterInput{Server: "s", Nodes: nodes, Pods: live, Running: &state.Revision{Commit: "base1"},
-		Head: "head1", HeadSet: head, Now: dryNow, BarePods: testBarePods})
+		Head: "head1", HeadSet: head, Now: dryNow, BarePods: agent.BarePodCommands})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +208,7 @@ func TestSimulateConfigHashes(t *testing.T) {
 		t.Fatal("fixture: the pods carry no config hash")
 	}
 	in := ClusterInput{Server: "s", Nodes: nodes, Pods: live, Running: &state.Revision{Commit: "c1"},
-		Head: "c1", HeadSet: set, Now: dryNow, BarePods: testBarePods}
+		Head: "c1", HeadSet: set, Now: dryNow, BarePods: agent.BarePodCommands}
 	cp, err := Simulate(in)
 	if err != nil {
 		t.Fatal(err)
@@ -370,7 +332,7 @@ func TestSimulateStops(t *testing.T) {
 	live := livePods(t, base, "base1", nil, nodes, "n1", "n1", "n1", "n1", "n1")
 	head := decodeSet(t, deployment("web", 1, "100m", ""), strings.Replace(deployment("api", 2, "100m", recreate), "shop/api:1", "shop/api:2", 1))
 	cp, err := Simulate(ClusterInput{Server: "s", Nodes: nodes, Pods: live, Running: &state.Revision{Commit: "base1"}, RunningSet: base,
-		Head: "head1", HeadSet: head, Now: dryNow, BarePods: testBarePods})
+		Head: "head1", HeadSet: head, Now: dryNow, BarePods: agent.BarePodCommands})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,13 @@ func jsonHash(t *corev1.PodTemplateSpec) uint64 {
 // foldConfig continues the FNV-1a hash h (FNV's whole state is its value) with the config
 // hash of the template, if any, and renders it.
 func foldConfig(h uint64, namespace string, t *corev1.PodTemplateSpec, config map[manifest.Key]string) string {
-	if ch := configHash(namespace, &t.Spec, config); ch != "" {
+	return foldConfigHash(h, configHash(namespace, &t.Spec, config))
+}
+
+// foldConfigHash continues h with a template's config hash, if any, and
+// renders it.
+func foldConfigHash(h uint64, ch string) string {
+	if ch != "" {
 		const prime = 1099511628211
 		h = (h ^ 0) * prime
 		for i := 0; i < len(ch); i++ {
@@ -56,6 +62,14 @@ func foldConfig(h uint64, namespace string, t *corev1.PodTemplateSpec, config ma
 		}
 	}
 	return encodeSafe(h, 10)
+}
+
+// TemplateHashWithConfigHash is TemplateHash for a template whose config
+// hash (ConfigHash, the value a pod records as Pod.ConfigHash) is already
+// known: `shoal plan --cluster`, which cannot compute config hashes, checks
+// with it whether a live pod runs a template unchanged.
+func TemplateHashWithConfigHash(t *corev1.PodTemplateSpec, configHash string) string {
+	return foldConfigHash(jsonHash(t), configHash)
 }
 
 // Cache memoises the expensive part of template hashes (encoding the template) between

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/shoal-dev/shoal/manifest"
 )
@@ -184,6 +185,22 @@ func TestConfigRolloutOptOut(t *testing.T) {
 		}
 		if rolled := hash("content-1") != hash("content-2"); rolled != tc.rolls {
 			t.Errorf("annotations %v: a config change rolls = %v, want %v", o.Meta().GetAnnotations(), rolled, tc.rolls)
+		}
+	}
+}
+
+// TestTemplateHashWithConfigHash: given the config hash a pod records, it
+// is the template hash the controllers compute from the config contents.
+func TestTemplateHashWithConfigHash(t *testing.T) {
+	tpl := &corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+		Containers: []corev1.Container{{Name: "web", Image: "web:1", EnvFrom: []corev1.EnvFromSource{
+			{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "web-config"}}}}}},
+	}}
+	config := map[manifest.Key]string{{Kind: "ConfigMap", Namespace: "shop", Name: "web-config"}: "h1"}
+	for _, cfg := range []map[manifest.Key]string{nil, config} {
+		want := TemplateHash("shop", tpl, cfg)
+		if got := TemplateHashWithConfigHash(tpl, ConfigHash("shop", &tpl.Spec, cfg)); got != want {
+			t.Errorf("config %v: %s, TemplateHash says %s", cfg, got, want)
 		}
 	}
 }

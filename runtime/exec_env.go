@@ -13,7 +13,6 @@ import (
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 )
 
 // Secret values in a container's environment or command line never reach
@@ -57,12 +56,8 @@ func (c *Containerd) execEnv(r *podRecord, container string, secret map[string]b
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, err
 	}
-	if err := mountTmpfs(dir, 0o755, 1<<20); err != nil {
+	if err := secretTmpfs(dir, 1<<20); err != nil {
 		return nil, nil, err
-	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil || st.Type != unix.TMPFS_MAGIC {
-		return nil, nil, fmt.Errorf("%s is not a tmpfs: refusing to write secret values there", dir)
 	}
 	mounts := []specs.Mount{
 		{Destination: ExecHelperPath, Type: "bind", Source: c.cfg.ExecHelper, Options: []string{"rbind", "ro"}},

@@ -174,21 +174,30 @@ func (c *Containerd) track(id string, io cio.IO, sink *logSink, cleanup func()) 
 	}()
 }
 
-// drainOutput waits, at most d, until the copier of container id has
-// written everything the container's processes wrote. Call it after the
-// task exited; it returns at once when nothing is being copied.
-func (c *Containerd) drainOutput(id string, d time.Duration) {
+// waitOutput waits, at most d, until the copier of container id has
+// written everything the container's processes wrote, and returns the
+// copier still running after d (nil when done or none).
+func (c *Containerd) waitOutput(id string, d time.Duration) *output {
 	c.outputs.mu.Lock()
 	o := c.outputs.m[id]
 	c.outputs.mu.Unlock()
 	if o == nil {
-		return
+		return nil
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-o.done:
+		return nil
 	case <-t.C:
+		return o
+	}
+}
+
+// drainOutput is waitOutput after a task exited: a copier still open then
+// (a child process holding the output) is logged and left running.
+func (c *Containerd) drainOutput(id string, d time.Duration) {
+	if c.waitOutput(id, d) != nil {
 		c.log.Warn("container output still open after exit; its log may be incomplete", "container", id)
 	}
 }
@@ -197,17 +206,7 @@ func (c *Containerd) drainOutput(id string, d time.Duration) {
 // the task is deleted the shim has closed its FIFO ends and the copier
 // ends by itself; cancel it if it has not within d.
 func (c *Containerd) releaseOutput(id string, d time.Duration) {
-	c.outputs.mu.Lock()
-	o := c.outputs.m[id]
-	c.outputs.mu.Unlock()
-	if o == nil {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-o.done:
-	case <-t.C:
+	if o := c.waitOutput(id, d); o != nil {
 		o.io.Cancel()
 		<-o.done
 	}

@@ -189,7 +189,7 @@ func (c *Containerd) removeLocked(ctx context.Context, r *podRecord) error {
 	if r.NetNS != "" {
 		errs = append(errs, removeNetNS(r.NetNS))
 	}
-	errs = append(errs, unmountUnder(c.podDir(key.UID)))
+	errs = append(errs, UnmountUnder(c.podDir(key.UID)))
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -217,7 +217,7 @@ func (c *Containerd) GC(ctx context.Context, wanted map[string]bool) (GCResult, 
 		case err != nil:
 			// A directory without a readable record: only files of ours can
 			// be in it; the netns and containers are swept below.
-			if rerr := unmountUnder(c.podDir(uid)); rerr != nil {
+			if rerr := UnmountUnder(c.podDir(uid)); rerr != nil {
 				errs = append(errs, rerr)
 			} else if rerr := os.RemoveAll(c.podDir(uid)); rerr != nil {
 				errs = append(errs, rerr)

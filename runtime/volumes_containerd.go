@@ -102,13 +102,8 @@ func (c *Containerd) setupVolume(ctx context.Context, objs *objectCache, r *podR
 		for _, f := range files {
 			size += 2 * int64(len(f.data))
 		}
-		if err := mountTmpfs(dir, 0o755, size); err != nil {
+		if err := secretTmpfs(dir, size); err != nil {
 			return err
-		}
-		// Secret values are written only to a tmpfs: check before writing.
-		var st unix.Statfs_t
-		if err := unix.Statfs(dir, &st); err != nil || st.Type != unix.TMPFS_MAGIC {
-			return fmt.Errorf("%s is not a tmpfs: refusing to write secret values there", dir)
 		}
 		return writeFiles(dir, files)
 	case v.DownwardAPI != nil:
@@ -203,6 +198,19 @@ func mkdirMode(dir string, mode os.FileMode) error {
 		return err
 	}
 	return os.Chmod(dir, mode)
+}
+
+// secretTmpfs mounts a tmpfs on dir (unless one is there) for secret
+// values, and checks that dir is a tmpfs before anything is written there.
+func secretTmpfs(dir string, size int64) error {
+	if err := mountTmpfs(dir, 0o755, size); err != nil {
+		return err
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+		return fmt.Errorf("%s is not a tmpfs: refusing to write secret values there", dir)
+	}
+	return nil
 }
 
 // mountTmpfs mounts a tmpfs on dir unless one is there already.
@@ -348,9 +356,10 @@ func subPathSource(root, sub string, create bool) (string, error) {
 	return real, nil
 }
 
-// unmountUnder unmounts every mount point below dir (tmpfs volumes),
-// deepest first.
-func unmountUnder(dir string) error {
+// UnmountUnder unmounts every mount point below dir (tmpfs volumes, netns
+// bind mounts), deepest first, detaching busy ones. shoal down uses it for
+// a whole local cluster's directory.
+func UnmountUnder(dir string) error {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return err

@@ -6,14 +6,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/shoal-dev/shoal/agent"
 	"github.com/shoal-dev/shoal/cluster"
 	"github.com/shoal-dev/shoal/gitsource"
 	"github.com/shoal-dev/shoal/manifest"
 	"github.com/shoal-dev/shoal/plan"
-	"github.com/shoal-dev/shoal/state"
 )
 
 // clusterFlags are `shoal plan`'s way to a live cluster for the scheduling dry run: like
@@ -73,7 +71,7 @@ func (f *clusterFlags) dryRun(ctx context.Context, repo *gitsource.Repo, path st
 		Head:     headCommit,
 		HeadSet:  head,
 		Now:      now.UTC(),
-		BarePods: barePodCommands,
+		BarePods: agent.BarePodCommands,
 		TimeZone: time.LoadLocation,
 	}
 	if st.Pinned != nil && st.Pinned.Commit != headCommit {
@@ -84,31 +82,4 @@ func (f *clusterFlags) dryRun(ctx context.Context, repo *gitsource.Repo, path st
 		}
 	}
 	return plan.Simulate(in)
-}
-
-// barePodCommands is the leader's bare-Pod step (agent.PlanBarePods) as state commands, in the
-// order the leader applies them: purges, deletions, then creations.
-func barePodCommands(set *manifest.Set, commit string, v *state.Snapshot, now time.Time) []state.Command {
-	var pods []*corev1.Pod
-	for _, o := range set.Objects() {
-		if p, ok := o.Obj.(*corev1.Pod); ok && o.Key.Kind == "Pod" {
-			pods = append(pods, p)
-		}
-	}
-	bp := agent.PlanBarePods(pods, commit, v, now)
-	var out []state.Command
-	if len(bp.Purge) > 0 {
-		out = append(out, &state.DeletePods{UIDs: bp.Purge})
-	}
-	if len(bp.Delete) > 0 {
-		ch := make([]state.DesiredChange, len(bp.Delete))
-		for i, u := range bp.Delete {
-			ch[i] = state.DesiredChange{UID: u, Desired: state.DesiredDelete}
-		}
-		out = append(out, &state.SetPodsDesired{Changes: ch})
-	}
-	if len(bp.Create) > 0 {
-		out = append(out, &state.CreatePods{Pods: bp.Create, Time: now})
-	}
-	return out
 }

@@ -184,7 +184,7 @@ func removeNode(ctx context.Context, rec *Record, name string) error {
 		}
 	}
 	nodeDir := filepath.Dir(n.ConfigFile)
-	if err := unmountUnder(nodeDir); err != nil {
+	if err := runtime.UnmountUnder(nodeDir); err != nil {
 		errs = append(errs, err)
 	}
 	if err := deleteNode(ctx, n.NetNS, n.HostVeth); err != nil {

@@ -98,12 +98,3 @@ func TestExpectedPods(t *testing.T) {
 		t.Errorf("hello: %d pods expected, want 3", n)
 	}
 }
-
-func TestUnescapeMount(t *testing.T) {
-	if got := unescapeMount(`/a\040b/c\011d`); got != "/a b/c\td" {
-		t.Errorf("%q", got)
-	}
-	if got := unescapeMount(`/plain`); got != "/plain" {
-		t.Errorf("%q", got)
-	}
-}

@@ -1,22 +1,21 @@
-package agent
+package scheduler
 
 import (
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/shoal-dev/shoal/scheduler"
 	"github.com/shoal-dev/shoal/state"
 )
 
-// schedulerSnapshot adapts a state view to the scheduler's input: every
-// node, and on each the pods that hold its resources (bound and not
-// finished; a pod being deleted holds them until its record is gone).
-// A node is Ready only if the state says so and, when alive is given,
-// gossip sees it alive now: the leader does not bind to a node it already
-// knows failed but has not yet marked NotReady.
-func schedulerSnapshot(v *state.Snapshot, alive func(node string) bool) scheduler.StaticSnapshot {
-	snap := scheduler.StaticSnapshot{Bound: map[string][]scheduler.Pod{}}
+// SnapshotOf adapts a state view to the scheduler's input, for the leader
+// and for `shoal plan --cluster`: every node, and on each the pods that hold
+// its resources (bound and not finished; a pod being deleted holds them
+// until its record is gone). A node is Ready only if the state says so
+// and, when alive is given, gossip sees it alive now: the leader does not
+// bind to a node it already knows failed but has not yet marked NotReady.
+func SnapshotOf(v *state.Snapshot, alive func(node string) bool) StaticSnapshot {
+	snap := StaticSnapshot{Bound: map[string][]Pod{}}
 	for _, n := range v.Nodes() {
-		snap.NodeList = append(snap.NodeList, scheduler.Node{
+		snap.NodeList = append(snap.NodeList, Node{
 			Name:     n.Name,
 			Labels:   n.Labels,
 			Taints:   n.Taints,
@@ -28,16 +27,16 @@ func schedulerSnapshot(v *state.Snapshot, alive func(node string) bool) schedule
 		})
 		for _, p := range v.PodsOnNode(n.Name) {
 			if !p.Status.Phase.Terminal() {
-				snap.Bound[n.Name] = append(snap.Bound[n.Name], schedulerPod(p))
+				snap.Bound[n.Name] = append(snap.Bound[n.Name], PodOf(p))
 			}
 		}
 	}
 	return snap
 }
 
-// schedulerPod is the scheduler's view of a pod record.
-func schedulerPod(p *state.Pod) scheduler.Pod {
-	sp := scheduler.Pod{
+// PodOf is the scheduler's view of a pod record.
+func PodOf(p *state.Pod) Pod {
+	sp := Pod{
 		ID:                        p.UID,
 		Namespace:                 p.Namespace,
 		Name:                      p.Name,
@@ -52,10 +51,10 @@ func schedulerPod(p *state.Pod) scheduler.Pod {
 		Images:                    p.Spec.Images,
 	}
 	if p.Owner.Kind != "" {
-		sp.Owner = scheduler.OwnerKey{Kind: p.Owner.Kind, Namespace: p.Namespace, Name: p.Owner.Name}
+		sp.Owner = OwnerKey{Kind: p.Owner.Kind, Namespace: p.Namespace, Name: p.Owner.Name}
 	}
 	for _, hp := range p.Spec.HostPorts {
-		sp.HostPorts = append(sp.HostPorts, scheduler.HostPort{Port: hp.Port, Protocol: corev1.Protocol(hp.Protocol)})
+		sp.HostPorts = append(sp.HostPorts, HostPort{Port: hp.Port, Protocol: corev1.Protocol(hp.Protocol)})
 	}
 	return sp
 }
