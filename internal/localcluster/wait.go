@@ -28,7 +28,7 @@ type Progress struct {
 	Refused           string // the newest refused commit's reason, if newer than the pinned one
 	Pods, PodsReady   int
 	// Services counts the Services with an address; ServicesServing
-	// those whose NodePorts all accept connections on the first node (a
+	// those whose NodePorts all accept connections on every node (a
 	// Service without NodePorts serves once its ClusterIP is allocated).
 	Services, ServicesServing int
 }
@@ -108,8 +108,13 @@ func (r *Record) Observe(ctx context.Context, c *agent.Client) (Progress, error)
 		p.Services++
 		serving := true
 		for _, port := range s.Ports {
-			if port.NodePort != 0 && port.Protocol == "TCP" && !accepts(ctx, net.JoinHostPort(r.Nodes[0].Addr, strconv.Itoa(int(port.NodePort)))) {
-				serving = false
+			if port.NodePort == 0 || port.Protocol != "TCP" {
+				continue
+			}
+			for _, n := range r.Nodes { // every node programs every Service
+				if !accepts(ctx, net.JoinHostPort(n.Addr, strconv.Itoa(int(port.NodePort)))) {
+					serving = false
+				}
 			}
 		}
 		if serving {
