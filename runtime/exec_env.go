@@ -25,8 +25,9 @@ import (
 // The spec keeps the variables that hold no Secret, so what containerd
 // shows is still useful.
 //
-// Exec probes and lifecycle hooks run from the spec's process: they do not
-// see the Secret variables.
+// Exec probes and lifecycle hooks of such a container run through the
+// helper too (execArgs), so they see the environment the container's
+// process sees, as the kubelet's do.
 
 // In the container.
 const (
@@ -86,6 +87,16 @@ func (c *Containerd) execEnv(r *podRecord, container string, secret map[string]b
 		return nil
 	}
 	return mounts, opt, nil
+}
+
+// execArgs is the command line of an exec probe or hook: cmd itself, or,
+// when the container's process is the exec helper, the helper running cmd
+// with the environment in the container's process file.
+func execArgs(process []string, cmd []string) []string {
+	if len(process) != 3 || process[0] != ExecHelperPath || process[1] != ExecEnvArg {
+		return cmd
+	}
+	return append([]string{ExecHelperPath, ExecEnvArg, process[2], "--"}, cmd...)
 }
 
 // CheckExecHelper says whether path can serve as ExecHelper: a statically

@@ -69,7 +69,7 @@ func (c *Containerd) execProbe(ctx context.Context, id string, cmd []string, tim
 		return fail("exec probe: container spec: %v", err)
 	}
 	pspec := *spec.Process
-	pspec.Args = cmd
+	pspec.Args = execArgs(spec.Process.Args, cmd)
 	pspec.Terminal = false
 	var rnd [8]byte
 	rand.Read(rnd[:])

@@ -16,19 +16,29 @@ import (
 // newExecEnvCommand is the exec helper the runtime runs inside a container
 // whose environment or command line holds a Secret's value: it reads the
 // real process from a file on a tmpfs and execs it (runtime/exec_env.go).
-// It is not for people: hidden.
+// With "-- COMMAND [ARG...]" it execs that command with the file's
+// environment instead: how exec probes and hooks see the variables the
+// container's process sees. It is not for people: hidden.
 func newExecEnvCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:    runtime.ExecEnvArg + " FILE",
+		Use:    runtime.ExecEnvArg + " FILE [-- COMMAND [ARG...]]",
 		Hidden: true,
-		Args:   cobra.ExactArgs(1),
+		// The command's own flags are not ours.
+		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return execEnv(args[0])
+			switch {
+			case len(args) == 1:
+				return execEnv(args[0], nil)
+			case len(args) > 2 && args[1] == "--":
+				return execEnv(args[0], args[2:])
+			}
+			return fmt.Errorf("usage: %s", cmd.Use)
 		},
 	}
 }
 
-func execEnv(file string) error {
+// execEnv execs the process in file, or command with file's environment.
+func execEnv(file string, command []string) error {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return err
@@ -36,6 +46,9 @@ func execEnv(file string) error {
 	var p runtime.ExecProcess
 	if err := json.Unmarshal(b, &p); err != nil {
 		return fmt.Errorf("%s: %w", file, err)
+	}
+	if command != nil {
+		p.Args = command
 	}
 	if len(p.Args) == 0 {
 		return fmt.Errorf("%s: no command", file)
