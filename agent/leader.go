@@ -40,7 +40,8 @@ func (a *Agent) leader(ctx context.Context) {
 	run("pin", []state.Table{state.TableRevisions}, func() <-chan struct{} { _, ch := a.src.newest(); return ch }, a.pinStep)
 	run("pod-cidr", []state.Table{state.TableNodes, state.TableAllocations}, nil, a.cidrStep)
 	run("bare-pods", []state.Table{state.TableRevisions, state.TablePods, state.TableNodes}, nil, a.barePodsStep)
-	run("workloads", []state.Table{state.TableRevisions, state.TablePods, state.TableNodes}, nil, a.workloadsStep(&workloads{}))
+	// Volumes too: a claim's pod waits for its deleted volume's record to go (reconciler/volumes.go).
+	run("workloads", []state.Table{state.TableRevisions, state.TablePods, state.TableNodes, state.TableVolumes}, nil, a.workloadsStep(&workloads{}))
 	run("service-alloc", []state.Table{state.TableRevisions, state.TableAllocations}, nil, a.serviceAllocStep)
 	run("schedule", []state.Table{state.TablePods, state.TableNodes}, a.node.MembersWatch, a.scheduleStep)
 	run("node-health", []state.Table{state.TableNodes, state.TablePods, state.TableRevisions}, a.node.MembersWatch, a.healthStep)

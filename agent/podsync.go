@@ -379,6 +379,8 @@ func (a *Agent) nodeMain(ctx context.Context) {
 		a.log.Info("node runtime started")
 	}
 	a.goLoop(func() { a.runServices(ctx) }) // services.go, services_node.go
+	// Claims' volumes marked for deletion (localvolumes.go).
+	a.goLoop(func() { a.runLocalVolumes(ctx, rt) })
 	err = a.retry(ctx, "adopt pods", func() error {
 		res, err := rt.GC(ctx, wantedPods(a.cfg.NodeName, a.store.Snapshot()))
 		if err != nil {

@@ -155,10 +155,7 @@ func (v *validator) statefulSet(o *Object, s *appsv1.StatefulSet) {
 			val  appsv1.PersistentVolumeClaimRetentionPolicyType
 		}{{"whenDeleted", rp.WhenDeleted}, {"whenScaled", rp.WhenScaled}} {
 			switch f.val {
-			case "", appsv1.RetainPersistentVolumeClaimRetentionPolicyType:
-			case appsv1.DeletePersistentVolumeClaimRetentionPolicyType:
-				// Claims' local volumes are kept; deleting them is not built.
-				v.errorf(o, "spec.persistentVolumeClaimRetentionPolicy."+f.path, "Delete is not supported by shoal yet: claims' local volumes are always retained; use Retain (the default)")
+			case "", appsv1.RetainPersistentVolumeClaimRetentionPolicyType, appsv1.DeletePersistentVolumeClaimRetentionPolicyType:
 			default:
 				v.errorf(o, "spec.persistentVolumeClaimRetentionPolicy."+f.path, "invalid policy %q: use Retain or Delete", f.val)
 			}

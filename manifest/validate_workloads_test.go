@@ -260,14 +260,17 @@ func TestValidateWorkloadsAccept(t *testing.T) {
 	}
 }
 
-func TestStatefulSetRetentionDeleteRefused(t *testing.T) {
-	sts := `apiVersion: apps/v1
+// TestStatefulSetRetentionDelete: Delete is accepted for both fields (the reconciler applies
+// it); any other value than Retain or Delete is still refused, naming the field.
+func TestStatefulSetRetentionDelete(t *testing.T) {
+	sts := func(policy string) string {
+		return `apiVersion: apps/v1
 kind: StatefulSet
 metadata: {name: db}
 spec:
   serviceName: db
   selector: {matchLabels: {app: db}}
-  persistentVolumeClaimRetentionPolicy: {whenScaled: Delete}
+  persistentVolumeClaimRetentionPolicy: ` + policy + `
   template:
     metadata: {labels: {app: db}}
     spec:
@@ -278,8 +281,12 @@ kind: Service
 metadata: {name: db}
 spec: {clusterIP: None, selector: {app: db}, ports: [{port: 1}]}
 `
-	_, errs := Load(fstest.MapFS{"db.yaml": {Data: []byte(sts)}}, ".")
-	if len(errs) != 1 || errs[0].Field != "spec.persistentVolumeClaimRetentionPolicy.whenScaled" || !strings.Contains(errs[0].Message, "not supported") {
-		t.Errorf("whenScaled: Delete: %v", errs)
+	}
+	if _, errs := Load(fstest.MapFS{"db.yaml": {Data: []byte(sts("{whenDeleted: Delete, whenScaled: Delete}"))}}, "."); len(errs) != 0 {
+		t.Errorf("Delete refused: %v", errs)
+	}
+	_, errs := Load(fstest.MapFS{"db.yaml": {Data: []byte(sts("{whenScaled: Remove}"))}}, ".")
+	if len(errs) != 1 || errs[0].Field != "spec.persistentVolumeClaimRetentionPolicy.whenScaled" || !strings.Contains(errs[0].Message, "use Retain or Delete") {
+		t.Errorf("whenScaled: Remove: %v", errs)
 	}
 }

@@ -28,11 +28,14 @@ var (
 
 // VolumeSnapshot is implemented by a snapshot that knows where local volumes live
 // (*state.Snapshot does: the volumes table). A StatefulSet pod is pinned to the node of its
-// claims' volumes; with a snapshot without it, only to volumes recorded by the same plan.
+// claims' volumes; with a snapshot without it, only to volumes recorded by the same plan, and
+// no volume is ever deleted or forgotten.
 type VolumeSnapshot interface {
 	// VolumeNode returns the node holding the local volume of claim (the PVC name,
 	// "CLAIM-POD", e.g. "data-web-0") in namespace, or "" when no such volume exists.
 	VolumeNode(namespace, claim string) string
+	// Volumes returns every volume record: owners, retention policies, deletion marks.
+	Volumes() []*state.Volume
 }
 
 // Input is everything one reconcile reads.
@@ -94,8 +97,14 @@ type Plan struct {
 	Delete []string
 	// Events record every decision, with the object key and commit.
 	Events []state.Event
-	// Volumes records where StatefulSet claims' local volumes live (see volumes.go).
+	// Volumes records where StatefulSet claims' local volumes live, with their owner and
+	// retention policy (see volumes.go).
 	Volumes []state.Volume
+	// ForgetVolumes removes the records of volumes whose node is gone.
+	ForgetVolumes []state.VolumeRef
+	// DeleteVolumes marks volumes for deletion under their StatefulSet's retention policy;
+	// their nodes delete them and remove the records.
+	DeleteVolumes []state.VolumeRef
 	// Status is the status of every workload reconciled, in object order.
 	Status []Status
 	// NextAt is the earliest time at which time alone changes a decision; zero when none.
@@ -104,7 +113,8 @@ type Plan struct {
 
 // Empty reports whether the plan changes nothing in the store.
 func (p *Plan) Empty() bool {
-	return len(p.Create) == 0 && len(p.Desired) == 0 && len(p.Delete) == 0 && len(p.Events) == 0 && len(p.Volumes) == 0
+	return len(p.Create) == 0 && len(p.Desired) == 0 && len(p.Delete) == 0 && len(p.Events) == 0 && len(p.Volumes) == 0 &&
+		len(p.ForgetVolumes) == 0 && len(p.DeleteVolumes) == 0
 }
 
 // MaxBatch is the most items Commands puts in one command: the state store's figures are for
@@ -113,16 +123,23 @@ const MaxBatch = 1000
 
 // Commands returns the state commands that carry out the plan, in the order they must be
 // applied: volumes first, so that a pod is never recreated before its claims' node is on
-// record; then record deletions, so that a StatefulSet name freed here can be created again in
-// the same plan; then desired-state changes, creates and events, each split into batches of at
-// most MaxBatch items.
+// record, nor pinned to a gone node's forgotten volume; then record deletions, so that a
+// StatefulSet name freed here can be created again in the same plan; then volume deletions,
+// which the store refuses while a record of the claim's pod is live; then desired-state
+// changes, creates and events, each split into batches of at most MaxBatch items.
 func (p *Plan) Commands() []state.Command {
 	var out []state.Command
 	for i := 0; i < len(p.Volumes); i += MaxBatch {
 		out = append(out, &state.RecordVolumes{Volumes: p.Volumes[i:min(i+MaxBatch, len(p.Volumes))]})
 	}
+	for i := 0; i < len(p.ForgetVolumes); i += MaxBatch {
+		out = append(out, &state.RemoveVolumes{Volumes: p.ForgetVolumes[i:min(i+MaxBatch, len(p.ForgetVolumes))]})
+	}
 	for i := 0; i < len(p.Delete); i += MaxBatch {
 		out = append(out, &state.DeletePods{UIDs: p.Delete[i:min(i+MaxBatch, len(p.Delete))]})
+	}
+	for i := 0; i < len(p.DeleteVolumes); i += MaxBatch {
+		out = append(out, &state.DeleteVolumes{Volumes: p.DeleteVolumes[i:min(i+MaxBatch, len(p.DeleteVolumes))], Time: p.Now})
 	}
 	for i := 0; i < len(p.Desired); i += MaxBatch {
 		out = append(out, &state.SetPodsDesired{Changes: p.Desired[i:min(i+MaxBatch, len(p.Desired))]})
@@ -166,7 +183,9 @@ func Reconcile(in Input) (*Plan, error) {
 		in.Cache.begin()
 		defer in.Cache.end()
 	}
-	r := &run{in: in, plan: &Plan{Now: in.Now, Status: make([]Status, 0, in.Objects.Len())}, nodes: nodeStatuses(in.State.Nodes())}
+	r := &run{in: in, plan: &Plan{Now: in.Now, Status: make([]Status, 0, in.Objects.Len())}, nodes: nodeStatuses(in.State.Nodes()),
+		deleted: map[string]bool{}}
+	r.loadVolumes()
 	for _, o := range in.Objects.Objects() {
 		switch obj := o.Obj.(type) {
 		case *appsv1.Deployment:
@@ -182,6 +201,7 @@ func Reconcile(in Input) (*Plan, error) {
 		}
 	}
 	r.prune()
+	r.retainOrphanVolumes()
 	return r.plan, nil
 }
 
@@ -191,6 +211,9 @@ type run struct {
 	plan  *Plan
 	nodes map[string]state.NodeStatus
 	buf   []byte // scratch for hashing
+	// vols is the volume records (volumes.go); deleted, the pod records this plan removes.
+	vols    volumes
+	deleted map[string]bool
 }
 
 func nodeStatuses(nodes []*state.Node) map[string]state.NodeStatus {
@@ -229,7 +252,10 @@ func (r *run) setDesired(p *state.Pod, d state.Desired) {
 	r.plan.Desired = append(r.plan.Desired, state.DesiredChange{UID: p.UID, Desired: d})
 }
 
-func (r *run) deleteRecord(p *state.Pod) { r.plan.Delete = append(r.plan.Delete, p.UID) }
+func (r *run) deleteRecord(p *state.Pod) {
+	r.plan.Delete = append(r.plan.Delete, p.UID)
+	r.deleted[p.UID] = true
+}
 
 // lastEvent returns the newest event of an object, or nil.
 func (r *run) lastEvent(k manifest.Key) *state.Event {

@@ -36,6 +36,7 @@ import (
 //	pod-succeed P...   pods succeed (their containers exited 0)
 //	tick D             time moves by D (a Go duration)
 //	pods               lists the pod records
+//	volumes            lists the volume records
 //	status             prints the last plan's workload status
 //	converge [step=D]  repeats {reconcile; schedule; pod-ready all; tick D} until a reconcile
 //	                   does nothing and every workload is complete; prints the rounds and the
@@ -52,7 +53,12 @@ func TestScripts(t *testing.T) {
 			w := newWorld(t)
 			datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 				w.t = t
-				return w.command(d)
+				out := w.command(d)
+				for _, v := range w.violations {
+					t.Errorf("%s: %s", d.Pos, v)
+				}
+				w.violations = nil
+				return out
 			})
 		})
 	}
@@ -156,6 +162,8 @@ func (w *world) command(d *datadriven.TestData) string {
 		return "now +" + w.now.Sub(epoch).String()
 	case "pods":
 		return describePods(w.store.Snapshot())
+	case "volumes":
+		return describeVolumes(w.store.Snapshot(), w.now)
 	case "status":
 		return describeStatus(w.last)
 	case "converge":
@@ -183,8 +191,17 @@ func describePlan(before *state.Snapshot, p *Plan, now time.Time) string {
 		}
 		return uid
 	}
+	for _, v := range p.Volumes {
+		fmt.Fprintf(&b, "record-volume %s/%s on %s (pod %s, whenDeleted=%s whenScaled=%s)\n", v.Namespace, v.Claim, v.Node, v.Pod, v.WhenDeleted, v.WhenScaled)
+	}
+	for _, v := range p.ForgetVolumes {
+		fmt.Fprintf(&b, "forget-volume %s/%s on %s\n", v.Namespace, v.Claim, v.Node)
+	}
 	for _, uid := range p.Delete {
 		fmt.Fprintf(&b, "remove-record %s\n", name(uid))
+	}
+	for _, v := range p.DeleteVolumes {
+		fmt.Fprintf(&b, "delete-volume %s/%s on %s\n", v.Namespace, v.Claim, v.Node)
 	}
 	for _, c := range p.Desired {
 		fmt.Fprintf(&b, "desired %s %s\n", name(c.UID), c.Desired)
@@ -227,6 +244,25 @@ func describePods(s *state.Snapshot) string {
 	}
 	if b.Len() == 0 {
 		return "no pods"
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+func describeVolumes(s *state.Snapshot, now time.Time) string {
+	var b strings.Builder
+	for _, v := range s.Volumes() {
+		fmt.Fprintf(&b, "%s/%s on %s", v.Namespace, v.Claim, v.Node)
+		if v.Owner != "" {
+			fmt.Fprintf(&b, " pod=%s whenDeleted=%s whenScaled=%s", v.Pod, v.WhenDeleted, v.WhenScaled)
+		}
+		fmt.Fprintf(&b, " created -%s", now.Sub(v.Created))
+		if !v.Deleting.IsZero() {
+			fmt.Fprintf(&b, " deleting since -%s", now.Sub(v.Deleting))
+		}
+		b.WriteString("\n")
+	}
+	if b.Len() == 0 {
+		return "no volumes"
 	}
 	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -78,6 +78,7 @@ func (r *run) statefulSet(o *manifest.Object, s *appsv1.StatefulSet) {
 	}
 	sort.Slice(x.condemned, func(i, j int) bool { return x.condemned[i].ord > x.condemned[j].ord })
 	x.reconcile()
+	x.retainVolumes()
 }
 
 // ordinalOf parses "NAME-ORDINAL".
@@ -103,9 +104,14 @@ func (r *run) statefulFate(p *state.Pod) podFate {
 		node = r.nodes[p.NodeName]
 	}
 	nodeDead := p.NodeName != "" && (node == 0 || node == state.NodeGone)
+	// An unplaced pod pinned to a gone node (its claims' volumes were there) can never be
+	// placed; nothing runs it, and its volumes are forgotten with the node: it is created
+	// again, placed anywhere.
+	pin := r.nodes[p.Spec.PinnedNode]
+	pinDead := p.NodeName == "" && p.Spec.PinnedNode != "" && (pin == 0 || pin == state.NodeGone)
 	switch {
 	case p.NodeName == "" && p.Desired != state.DesiredRun,
-		nodeDead,
+		nodeDead, pinDead,
 		p.Status.Phase == state.PhaseSucceeded, p.Status.Phase == state.PhaseFailed:
 		r.deleteRecord(p)
 		return fateGone
@@ -166,10 +172,16 @@ func (x *sts) revisionFor(ord int) *revision {
 	return revisionOf(best)
 }
 
-// create makes the pod of a free slot, pinned to its volumes' node if they exist.
+// create makes the pod of a free slot, pinned to its volumes' node if they exist. It makes
+// none while a volume of the pod's claims is being deleted: the pod waits for a new, empty one,
+// and the slot stays free (not available, so OrderedReady goes no further).
 func (x *sts) create(sl *slot) {
-	rev := x.revisionFor(sl.ord)
 	name := x.podName(sl.ord)
+	if claim, node := x.claimBeingDeleted(name); claim != "" {
+		x.waitForClaim(name, claim, node)
+		return
+	}
+	rev := x.revisionFor(sl.ord)
 	p := x.r.podRecord(x.key.Namespace, name, "StatefulSet", x.key.Name, rev)
 	labels := make(map[string]string, len(p.Labels)+2)
 	for k, v := range p.Labels {
@@ -178,6 +190,9 @@ func (x *sts) create(sl *slot) {
 	labels[LabelStatefulSetPod] = name
 	labels[LabelPodIndex] = strconv.Itoa(sl.ord)
 	p.Labels = labels
+	// A pod of an old revision copies the spec of a record of it, pin included; the pin is
+	// the claims' volumes' node now, which may have been deleted or forgotten since.
+	p.Spec.PinnedNode = ""
 	for _, t := range x.spec.VolumeClaimTemplates {
 		node := x.r.volumeNode(x.key.Namespace, ClaimName(t.Name, name))
 		switch {
@@ -214,6 +229,7 @@ func (x *sts) reconcile() {
 				continue
 			}
 			x.create(sl)
+			// Created or waiting for its claims, the pod is not available yet.
 			blocked = !x.parallel
 		case sl.fate == fateHeld:
 			x.waitForNode(sl.rec)

@@ -12,6 +12,20 @@ import (
 )
 
 func statefulSetYAML(replicas int, policy string, partition int, image string) string {
+	return statefulSetVolumesYAML(replicas, policy, partition, image, "")
+}
+
+// statefulSetVolumesYAML is statefulSetYAML with a claim template and the given
+// persistentVolumeClaimRetentionPolicy (YAML flow mapping), when retention is not "".
+func statefulSetVolumesYAML(replicas int, policy string, partition int, image, retention string) string {
+	volumes := ""
+	if retention != "" {
+		volumes = `
+  persistentVolumeClaimRetentionPolicy: ` + retention + `
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}`
+	}
 	return fmt.Sprintf(`apiVersion: apps/v1
 kind: StatefulSet
 metadata: {name: db, namespace: default}
@@ -20,7 +34,7 @@ spec:
   serviceName: db
   podManagementPolicy: %s
   selector: {matchLabels: {app: db}}
-  updateStrategy: {rollingUpdate: {partition: %d}}
+  updateStrategy: {rollingUpdate: {partition: %d}}%s
   template:
     metadata: {labels: {app: db}}
     spec:
@@ -33,7 +47,7 @@ spec:
   clusterIP: None
   selector: {app: db}
   ports: [{port: 5432}]
-`, replicas, policy, partition, image)
+`, replicas, policy, partition, volumes, image)
 }
 
 // TestStatefulSetNameNeverLiveTwice: over random histories (scaling, new images and
@@ -42,17 +56,23 @@ spec:
 // what it had; OrderedReady creates an ordinal only when every lower one is available; and
 // once the world calms down (the operator declares the unreachable nodes gone) the set
 // converges to its replicas, every ordinal at or above the partition on the new revision.
+//
+// The set has a claim template with a random retention policy, and is sometimes removed from
+// Git and brought back: the nodes (world.sync) report, and the test fails on, any pod started
+// on a volume being deleted and any volume marked for deletion while a pod of its claim runs
+// anywhere; after the calm every live pod runs on its claim's volume's node.
 func TestStatefulSetNameNeverLiveTwice(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		w := newWorld(t)
 		policy := rapid.SampledFrom([]string{"OrderedReady", "Parallel"}).Draw(rt, "policy")
 		replicas := rapid.IntRange(1, 5).Draw(rt, "replicas")
 		partition, image := 0, "v1"
+		retention := rapid.SampledFrom([]string{"{}", "{whenScaled: Delete}", "{whenDeleted: Delete}", "{whenScaled: Delete, whenDeleted: Delete}"}).Draw(rt, "retention")
 		nodes := rapid.IntRange(1, 4).Draw(rt, "nodes")
 		for i := range nodes {
 			w.addNode(fmt.Sprintf("n%d", i+1))
 		}
-		commit := func() { w.commitYAML(statefulSetYAML(replicas, policy, partition, image)) }
+		commit := func() { w.commitYAML(statefulSetVolumesYAML(replicas, policy, partition, image, retention)) }
 		commit()
 
 		noTwice := func(when string) {
@@ -60,6 +80,9 @@ func TestStatefulSetNameNeverLiveTwice(t *testing.T) {
 				if len(on) > 1 {
 					rt.Fatalf("%s: %s runs on %v\n%s", when, name, on, describePods(w.store.Snapshot()))
 				}
+			}
+			if len(w.violations) > 0 {
+				rt.Fatalf("%s: %s\n%s\n%s", when, strings.Join(w.violations, "; "), describePods(w.store.Snapshot()), describeVolumes(w.store.Snapshot(), w.now))
 			}
 		}
 		reconcile := func() {
@@ -82,7 +105,7 @@ func TestStatefulSetNameNeverLiveTwice(t *testing.T) {
 		for range rapid.IntRange(5, 60).Draw(rt, "steps") {
 			reconcile()
 			noTwice("after reconcile")
-			switch rapid.IntRange(0, 10).Draw(rt, "event") {
+			switch rapid.IntRange(0, 11).Draw(rt, "event") {
 			case 0, 1:
 				w.schedule()
 			case 2:
@@ -126,6 +149,9 @@ func TestStatefulSetNameNeverLiveTwice(t *testing.T) {
 			case 10:
 				replicas = rapid.IntRange(0, 5).Draw(rt, "newReplicas")
 				commit()
+			case 11:
+				// Removed from Git (pruned); the next commit of the set brings it back.
+				w.commitYAML("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other, namespace: default}\ndata: {a: b}\n")
 			}
 			noTwice("after a world event")
 		}
@@ -143,6 +169,7 @@ func TestStatefulSetNameNeverLiveTwice(t *testing.T) {
 			}
 		}
 		w.addNode("spare")
+		commit()
 		for range 60 {
 			reconcile()
 			noTwice("calm")
@@ -159,6 +186,12 @@ func TestStatefulSetNameNeverLiveTwice(t *testing.T) {
 		wantUpdated := max(replicas-partition, 0)
 		if !p.Empty() || st.Current != replicas || st.Available != replicas || st.Updated < wantUpdated || len(names) != replicas {
 			rt.Fatalf("did not converge: %+v, pods %s\n%s", st, strings.Join(names, " "), describePods(w.store.Snapshot()))
+		}
+		snap = w.store.Snapshot()
+		for _, pod := range snap.PodsByOwner("default", "StatefulSet", "db") {
+			if v := snap.Volume("default", ClaimName("data", pod.Name)); v == nil || v.Node != pod.NodeName || !v.Deleting.IsZero() {
+				rt.Fatalf("pod %s on %s: its volume %+v\n%s", pod.Name, pod.NodeName, v, describeVolumes(snap, w.now))
+			}
 		}
 	})
 }

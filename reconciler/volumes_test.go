@@ -1,6 +1,8 @@
 package reconciler
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,7 +61,8 @@ func TestStatefulSetVolumeRecorded(t *testing.T) {
 	first := podNamed(w, "db-0")
 	node := first.NodeName
 	p := w.reconcile()
-	if len(p.Volumes) != 1 || p.Volumes[0] != (state.Volume{Namespace: "shop", Claim: "data-db-0", Node: node, Created: w.now}) {
+	if len(p.Volumes) != 1 || p.Volumes[0] != (state.Volume{Namespace: "shop", Claim: "data-db-0", Node: node, Created: w.now,
+		Owner: "db", Pod: "db-0", WhenDeleted: state.Retain, WhenScaled: state.Retain}) {
 		t.Fatalf("volumes %+v, want shop/data-db-0 on %s", p.Volumes, node)
 	}
 	if got := w.store.Snapshot().VolumeNode("shop", "data-db-0"); got != node {
@@ -119,5 +122,77 @@ func TestStatefulSetVolumeNotBeforeStart(t *testing.T) {
 	w.apply(&state.BindPods{Bindings: []state.Binding{{UID: uid, Node: "n1"}}})
 	if p := w.reconcile(); len(p.Volumes) != 0 {
 		t.Errorf("volumes %+v recorded before the pod started", p.Volumes)
+	}
+}
+
+// retainedSet is volumeSet's StatefulSet with the given replicas and retention policy.
+func retainedSet(replicas int, retention string) string {
+	return strings.Replace(strings.Replace(volumeSet("db:v1"), "replicas: 1", fmt.Sprintf("replicas: %d", replicas), 1),
+		"  serviceName: db\n", "  serviceName: db\n  persistentVolumeClaimRetentionPolicy: "+retention+"\n", 1)
+}
+
+// TestStatefulSetVolumeOldRecords: records written before owners were recorded are retained
+// whatever the policy (an ordinal scaled away keeps its volume), and one whose pod runs learns
+// its owner and policy, keeping its node and creation time.
+func TestStatefulSetVolumeOldRecords(t *testing.T) {
+	w := newWorld(t)
+	w.addNode("n1")
+	created := w.now.Add(-time.Hour)
+	w.apply(&state.RecordVolumes{Volumes: []state.Volume{
+		{Namespace: "shop", Claim: "data-db-0", Node: "n1", Created: created},
+		{Namespace: "shop", Claim: "data-db-1", Node: "n1", Created: created},
+	}})
+	w.commitYAML(retainedSet(1, "{whenScaled: Delete, whenDeleted: Delete}"))
+	p := w.reconcile()
+	if len(p.Create) != 1 || p.Create[0].Spec.PinnedNode != "n1" || len(p.DeleteVolumes) != 0 {
+		t.Fatalf("plan: creates %+v, deletes %v; want db-0 pinned to n1 and data-db-1 (old, no owner) kept", p.Create, p.DeleteVolumes)
+	}
+	w.schedule()
+	p = w.reconcile()
+	want := state.Volume{Namespace: "shop", Claim: "data-db-0", Node: "n1", Created: created, Owner: "db", Pod: "db-0",
+		WhenDeleted: state.DeleteOnRemove, WhenScaled: state.DeleteOnRemove}
+	if len(p.Volumes) != 1 || p.Volumes[0] != want {
+		t.Fatalf("volumes %+v, want data-db-0 to learn its owner: %+v", p.Volumes, want)
+	}
+	if v := w.store.Snapshot().Volume("shop", "data-db-0"); v == nil || *v != want {
+		t.Fatalf("store: %+v", v)
+	}
+	if v := w.store.Snapshot().Volume("shop", "data-db-1"); v == nil || v.Owner != "" || !v.Deleting.IsZero() {
+		t.Fatalf("data-db-1: %+v, want the old record kept as it was", v)
+	}
+}
+
+// TestStatefulSetVolumeCommandsOrder: a plan that removes a scaled-away pod's record and marks
+// its volume for deletion submits the mark after the record's removal, which the store checks.
+func TestStatefulSetVolumeCommandsOrder(t *testing.T) {
+	w := newWorld(t)
+	w.addNode("n1")
+	w.commitYAML(retainedSet(2, "{whenScaled: Delete}"))
+	for range 4 {
+		w.reconcile()
+		w.schedule()
+		w.setPods([]string{"all"}, true, state.PhaseRunning)
+	}
+	w.commitYAML(retainedSet(1, "{whenScaled: Delete}"))
+	w.reconcile()
+	w.setPods([]string{"db-1"}, false, state.PhaseSucceeded)
+	p := w.reconcile()
+	if len(p.Delete) != 1 || len(p.DeleteVolumes) != 1 || p.DeleteVolumes[0] != (state.VolumeRef{Namespace: "shop", Claim: "data-db-1", Node: "n1"}) {
+		t.Fatalf("plan: delete %v, delete volumes %v; want db-1's record and data-db-1", p.Delete, p.DeleteVolumes)
+	}
+	pods, vols := -1, -1
+	for i, c := range p.Commands() {
+		switch c.(type) {
+		case *state.DeletePods:
+			pods = i
+		case *state.DeleteVolumes:
+			vols = i
+		}
+	}
+	if pods < 0 || vols < pods {
+		t.Errorf("commands: delete-pods at %d, delete-volumes at %d; want the volumes after the pods", pods, vols)
+	}
+	if v := w.store.Snapshot().Volume("shop", "data-db-1"); v == nil || v.Deleting.IsZero() {
+		t.Errorf("data-db-1 after the plan: %+v, want it marked", v)
 	}
 }

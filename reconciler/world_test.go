@@ -28,6 +28,9 @@ type world struct {
 	// running is what each node actually runs, by pod name → UID: a partitioned (NotReady)
 	// node keeps running what it had, whatever the store says.
 	running map[string]map[string]string
+	// violations are broken volume invariants seen by the nodes (sync): a pod started on a
+	// volume being deleted, a volume marked for deletion while a pod of its claim runs.
+	violations []string
 }
 
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -153,8 +156,11 @@ func (w *world) schedule() []string {
 
 // sync is every reachable node converging on the store: pods bound to it and meant to run are
 // started (Running, not ready), pods told to stop are stopped and reported Succeeded, and
-// containers with no record are killed. An unreachable node does nothing.
+// containers with no record are killed; then volumes marked for deletion are deleted and
+// their records removed, once no pod of their claim runs there (as the node agent does). An
+// unreachable node does nothing.
 func (w *world) sync() {
+	defer w.syncVolumes()
 	snap := w.store.Snapshot()
 	for _, n := range snap.Nodes() {
 		if n.Status != state.NodeReady {
@@ -170,6 +176,11 @@ func (w *world) sync() {
 				delete(run, p.Name)
 				ups = append(ups, state.PodStatusUpdate{UID: p.UID, Status: state.PodStatus{Phase: state.PhaseSucceeded, Reason: "Stopped"}})
 			case p.Status.Phase == state.PhasePending:
+				for _, v := range snap.Volumes() {
+					if v.Namespace == p.Namespace && v.Pod == p.Name && !v.Deleting.IsZero() {
+						w.violations = append(w.violations, fmt.Sprintf("pod %s starts on %s while the volume of its claim %s is being deleted on %s", p.Name, n.Name, v.Claim, v.Node))
+					}
+				}
 				run[p.Name] = p.UID
 				keep[p.Name] = true
 				ups = append(ups, state.PodStatusUpdate{UID: p.UID, Status: state.PodStatus{Phase: state.PhaseRunning, StartTime: w.now}})
@@ -186,6 +197,38 @@ func (w *world) sync() {
 		if len(ups) > 0 {
 			w.apply(&state.UpdatePodStatus{Node: n.Name, Updates: ups})
 		}
+	}
+}
+
+// syncVolumes is every reachable node deleting the volumes marked for deletion on it, unless a
+// pod of the claim still runs there; and checks that the store never marks a volume while a
+// pod of its claim runs anywhere.
+func (w *world) syncVolumes() {
+	snap := w.store.Snapshot()
+	byNode := map[string][]state.VolumeRef{}
+	for _, v := range snap.Volumes() {
+		if v.Deleting.IsZero() {
+			continue
+		}
+		busy := false
+		for node, run := range w.running {
+			if _, ok := run[v.Pod]; ok && v.Pod != "" {
+				busy = busy || node == v.Node
+				w.violations = append(w.violations, fmt.Sprintf("volume %s/%s is being deleted while pod %s runs on %s", v.Namespace, v.Claim, v.Pod, node))
+			}
+		}
+		if n := snap.Node(v.Node); busy || n == nil || n.Status != state.NodeReady {
+			continue
+		}
+		byNode[v.Node] = append(byNode[v.Node], state.VolumeRef{Namespace: v.Namespace, Claim: v.Claim, Node: v.Node})
+	}
+	nodes := make([]string, 0, len(byNode))
+	for n := range byNode {
+		nodes = append(nodes, n)
+	}
+	sort.Strings(nodes)
+	for _, n := range nodes {
+		w.apply(&state.RemoveVolumes{Volumes: byNode[n]})
 	}
 }
 

@@ -30,6 +30,8 @@ const (
 	CmdRelease
 	CmdAppendEvents
 	CmdRecordVolumes
+	CmdDeleteVolumes
+	CmdRemoveVolumes
 )
 
 var commandNames = map[CommandType]string{
@@ -48,6 +50,8 @@ var commandNames = map[CommandType]string{
 	CmdRelease:         "release",
 	CmdAppendEvents:    "append-events",
 	CmdRecordVolumes:   "record-volumes",
+	CmdDeleteVolumes:   "delete-volumes",
+	CmdRemoveVolumes:   "remove-volumes",
 }
 
 func (t CommandType) String() string {
@@ -101,6 +105,9 @@ const (
 	RejectPodLost         RejectReason = "pod-lost"
 	RejectAlreadyTerminal RejectReason = "already-terminal"
 	RejectVolumeElsewhere RejectReason = "volume-elsewhere"
+	RejectVolumeNotFound  RejectReason = "volume-not-found"
+	RejectVolumeInUse     RejectReason = "volume-in-use"
+	RejectVolumeKept      RejectReason = "volume-kept"
 )
 
 // Rejection names the item (pod UID, and node where relevant) and the reason.
@@ -182,6 +189,8 @@ func commandTable() map[CommandType]applyFunc {
 		CmdRelease:         handle(applyRelease),
 		CmdAppendEvents:    handle(applyAppendEvents),
 		CmdRecordVolumes:   handle(applyRecordVolumes),
+		CmdDeleteVolumes:   handle(applyDeleteVolumes),
+		CmdRemoveVolumes:   handle(applyRemoveVolumes),
 	}
 }
 

@@ -19,6 +19,7 @@ func newCommand(name string) (Command, bool) {
 		&UpsertNode{}, &SetNodeStatus{}, &DeleteNode{}, &PinRevision{}, &RefuseRevision{},
 		&CreatePods{}, &BindPods{}, &UpdatePodStatus{}, &SetPodsDesired{}, &DeletePods{},
 		&MarkPodsLost{}, &Allocate{}, &Release{}, &AppendEvents{}, &RecordVolumes{},
+		&DeleteVolumes{}, &RemoveVolumes{},
 	} {
 		if c.CommandType().String() == name {
 			return c, true
@@ -241,6 +242,8 @@ func query(t *testing.T, d *datadriven.TestData, v *Snapshot) string {
 		return pods(v.UnplacedPods())
 	case "node":
 		return asJSON(v.Node(arg(0)))
+	case "volume":
+		return asJSON(v.Volume(arg(0), arg(1)))
 	case "pinned":
 		return asJSON(v.PinnedRevision())
 	case "revisions-of":
