@@ -36,6 +36,7 @@ type PodRuntime interface {
 	RestartContainer(ctx context.Context, key runtime.PodKey, container string, backoff time.Duration) (runtime.PodStatus, error)
 	StopContainer(ctx context.Context, key runtime.PodKey, container string, grace time.Duration) error
 	Probe(ctx context.Context, key runtime.PodKey, container string, p runtime.Probe) runtime.ProbeResult
+	RefreshVolumes(ctx context.Context, key runtime.PodKey) ([]string, error)
 }
 
 // Deps are what an agent takes from its caller rather than from Config:
@@ -82,6 +83,9 @@ type Agent struct {
 	// stopSeen: when the pod loop first held back each draining pod's
 	// stop (drain.go). Only the pod loop touches it.
 	stopSeen map[string]time.Time
+	// volCommits: the commit each pod's mounted ConfigMaps and Secrets were
+	// last projected from (volumes.go). Only the pod loop touches it.
+	volCommits *volumeCommits
 
 	// vals resolves pods' ConfigMaps and Secrets and hashes them (values.go).
 	vals *nodeValues
@@ -111,7 +115,7 @@ func Start(ctx context.Context, cfg Config, deps Deps) (*Agent, error) {
 		return nil, fmt.Errorf("cluster key: %w", err)
 	}
 	a := &Agent{cfg: cfg, deps: deps, log: log, key: key, now: deps.Now, sched: scheduler.New(scheduler.Config{}), probes: newProbeStates(),
-		stopSeen: map[string]time.Time{}}
+		stopSeen: map[string]time.Time{}, volCommits: newVolumeCommits()}
 	if a.now == nil {
 		a.now = time.Now
 	}

@@ -141,9 +141,9 @@ type watchedRuntime struct {
 	startDelay time.Duration
 }
 
-func newWatchedRuntime(cidr string) *watchedRuntime {
+func newWatchedRuntime(cidr string, opts ...func(*runtime.FakeConfig)) *watchedRuntime {
 	w := &watchedRuntime{changed: make(chan struct{}), runs: map[string]int{}, images: map[string][]string{}}
-	w.Fake = runtime.NewFake(runtime.FakeConfig{
+	cfg := runtime.FakeConfig{
 		PodCIDR: mustPrefix(cidr),
 		ProbeResults: func(key runtime.PodKey, container string, _ runtime.Probe) runtime.ProbeResult {
 			w.probeMu.Lock()
@@ -154,7 +154,11 @@ func newWatchedRuntime(cidr string) *watchedRuntime {
 			}
 			return runtime.ProbeResult{Message: "probe says no"}
 		},
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	w.Fake = runtime.NewFake(cfg)
 	return w
 }
 
@@ -292,6 +296,9 @@ type testAgent struct {
 	dataDir string
 	rt      *watchedRuntime
 	ports   [3]int // gossip, raft, RPC: reused on restart
+	// values is the fake runtime's resolver when the cluster has values:
+	// the running agent's own.
+	values *lateResolver
 }
 
 type testCluster struct {
@@ -305,6 +312,10 @@ type testCluster struct {
 	configure func(*Config)
 	// startDelay is each agent runtime's RunPod duration (watchedRuntime).
 	startDelay time.Duration
+	// values: each agent's fake runtime resolves ConfigMaps and Secrets
+	// through the agent's own resolver (FakeConfig.Values), so that it
+	// projects configMap and secret volumes (Fake.VolumeFiles).
+	values bool
 }
 
 func newTestCluster(t testing.TB, repo *testRepo, expect int) *testCluster {
@@ -337,7 +348,13 @@ func (c *testCluster) start(name string) *testAgent {
 	c.t.Helper()
 	ta := c.agents[name]
 	if ta == nil {
-		ta = &testAgent{name: name, dataDir: filepath.Join(c.t.TempDir(), name), rt: newWatchedRuntime("10.244.0.0/24")}
+		ta = &testAgent{name: name, dataDir: filepath.Join(c.t.TempDir(), name)}
+		if c.values {
+			ta.values = newLateResolver()
+			ta.rt = newWatchedRuntime("10.244.0.0/24", func(fc *runtime.FakeConfig) { fc.Values = ta.values })
+		} else {
+			ta.rt = newWatchedRuntime("10.244.0.0/24")
+		}
 		ta.rt.startDelay = c.startDelay
 		c.agents[name] = ta
 	}
@@ -383,6 +400,9 @@ func (c *testCluster) start(name string) *testAgent {
 		c.t.Fatalf("start %s: %v", name, err)
 	}
 	ta.Agent = a
+	if ta.values != nil {
+		ta.values.set(a.vals)
+	}
 	ta.ports = [3]int{portOf(c.t, a.Cluster().GossipAddr()), portOf(c.t, a.Cluster().RaftAddr()), portOf(c.t, a.Cluster().RPCAddr())}
 	return ta
 }

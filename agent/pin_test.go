@@ -54,20 +54,20 @@ func TestPinStep(t *testing.T) {
 	}
 
 	// A Pod the runtime cannot run as written refuses the whole commit.
-	// (imagePullSecrets: valid for manifest, not honoured by the runtime
-	// yet. Should the runtime learn it, pick another such field.)
-	c2 := repo.commit("a pull secret", map[string]string{"a.yaml": podYAML("a", "a:1"), "v.yaml": `apiVersion: v1
+	// (shareProcessNamespace: valid for manifest, not honoured by the
+	// runtime yet. Should the runtime learn it, pick another such field.)
+	c2 := repo.commit("a shared process namespace", map[string]string{"a.yaml": podYAML("a", "a:1"), "v.yaml": `apiVersion: v1
 kind: Pod
 metadata: {name: v, namespace: default}
 spec:
-  imagePullSecrets: [{name: regcred}]
+  shareProcessNamespace: true
   containers: [{name: app, image: v:1}]
 `})
 	a.src.refresh(ctx)
 	step()
 	v := s.Snapshot()
-	if revs := v.RevisionsOf(c2); len(revs) != 1 || !revs[0].Refused || !strings.Contains(revs[0].Reason, "spec.imagePullSecrets") {
-		t.Errorf("commit with a pull secret: %+v", revs[0])
+	if revs := v.RevisionsOf(c2); len(revs) != 1 || !revs[0].Refused || !strings.Contains(revs[0].Reason, "spec.shareProcessNamespace") {
+		t.Errorf("commit with a shared process namespace: %+v", revs[0])
 	}
 	if err := pinned(v, c1); err != nil {
 		t.Error(err)

@@ -397,7 +397,9 @@ func (a *Agent) nodeMain(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	a.runLoop(ctx, "pod-sync", []state.Table{state.TablePods, state.TableNodes}, nil,
+	// Revisions too: a new pinned commit updates the mounted ConfigMaps and
+	// Secrets of pods that do not roll (volumes.go).
+	a.runLoop(ctx, "pod-sync", []state.Table{state.TablePods, state.TableNodes, state.TableRevisions}, nil,
 		func(ctx context.Context, v *state.Snapshot) (time.Duration, error) {
 			return a.podSyncStep(ctx, rt, v)
 		})
@@ -523,6 +525,7 @@ func (a *Agent) podSyncStep(ctx context.Context, rt PodRuntime, v *state.Snapsho
 	// statuses as Kubernetes shows them (CrashLoopBackOff while backing
 	// off, Ready from the readiness probes).
 	specs := a.podSpecs(ctx, v, actual)
+	a.refreshVolumes(ctx, rt, v, actual, specs) // volumes.go
 	policies := make(map[string]corev1.RestartPolicy, len(specs))
 	for uid, spec := range specs {
 		policies[uid] = spec.RestartPolicy

@@ -8,7 +8,8 @@ const (
 	AnnotationPrune = "shoal.dev/prune"
 	PruneDisabled   = "disabled"
 	// AnnotationRolloutOnConfigChange set to "false" on a workload means: do not roll it when a
-	// ConfigMap or Secret it uses changes; its pods keep the contents they started with until
-	// they are recreated (mounted files are not updated in place yet).
+	// ConfigMap or Secret it uses changes; its node updates the pods' mounted configMap and
+	// secret volumes in place, while env and subPath mounts keep what the containers started
+	// with, as in Kubernetes.
 	AnnotationRolloutOnConfigChange = "shoal.dev/rollout-on-config-change"
 )

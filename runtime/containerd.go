@@ -47,6 +47,8 @@ type Containerd struct {
 	locks map[string]*podLock // per pod UID
 
 	outputs outputs // copiers of container output into logs
+
+	vhash volumeHashes // what RefreshVolumes last projected (volume_refresh.go)
 }
 
 var _ Runtime = (*Containerd)(nil)
@@ -89,7 +91,7 @@ func NewContainerd(ctx context.Context, cfg Config) (*Containerd, error) {
 		dns = hostDNS("/etc/resolv.conf")
 	}
 	c := &Containerd{cfg: cfg, client: client, net: net, log: cfg.Logger, dns: dns, locks: map[string]*podLock{},
-		swapAccounting: hasSwapAccounting(), outputs: outputs{m: map[string]*output{}}}
+		swapAccounting: hasSwapAccounting(), outputs: outputs{m: map[string]*output{}}, vhash: newVolumeHashes()}
 	if err := c.attachOutputs(c.ctx(ctx)); err != nil {
 		// Logs of some containers stay incomplete; the pods are fine.
 		c.log.Warn("resuming container output", "err", err)
@@ -326,7 +328,12 @@ func (c *Containerd) startContainer(ctx context.Context, r *podRecord, cs Contai
 	if err := c.saveRecord(r); err != nil {
 		return err
 	}
-	ref, err := c.EnsureImage(ctx, cs.Image, cs.PullPolicy)
+	objs := newObjectCache(c.cfg.Values, r.Spec.Key.Namespace)
+	var pullSecrets []PullSecret
+	if len(r.Spec.ImagePullSecrets) > 0 {
+		pullSecrets = resolvePullSecrets(ctx, objs, r.Spec.ImagePullSecrets)
+	}
+	ref, err := c.EnsureImage(ctx, cs.Image, cs.PullPolicy, pullSecrets...)
 	if err != nil {
 		return fail(imageErrorReason(err), err)
 	}
@@ -335,7 +342,7 @@ func (c *Containerd) startContainer(ctx context.Context, r *podRecord, cs Contai
 	if err != nil {
 		return fail(ReasonErrImagePull, err)
 	}
-	env, cmd, args, secret, err := containerEnv(ctx, newObjectCache(c.cfg.Values, r.Spec.Key.Namespace), r.Spec, r.IP, cs)
+	env, cmd, args, secret, err := containerEnv(ctx, objs, r.Spec, r.IP, cs)
 	if err != nil {
 		return fail(ReasonCreateContainerConfigError, err)
 	}

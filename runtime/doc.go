@@ -55,6 +55,13 @@
 //     kept exactly as they run, every other pod is removed, and containers
 //     or network namespaces with no pod record (left by a crash) are
 //     deleted. wanted must include pods being started concurrently.
+//   - RefreshVolumes re-reads a running pod's configMap and secret volumes
+//     through Config.Values (with the caller's context: the agent passes
+//     the commit to read) and swaps the ones whose content changed
+//     atomically (..data, as the kubelet's AtomicWriter); the caller
+//     decides which pods (those that do not roll on a config change).
+//   - A pod's imagePullSecrets are read through Config.Values when a
+//     container is created and given to EnsureImage for that pull only.
 //   - Calls for one pod are serialised; calls for different pods run in
 //     parallel.
 //
@@ -69,7 +76,8 @@
 //	DataDir/pods/UID/logs/NAME.log   stdout+stderr of every run (see output.go)
 //	                                 (NAME.log.N: copies made by RotateLogs)
 //	DataDir/pods/UID/volumes/NAME    emptyDir, configMap, downwardAPI; tmpfs for
-//	                                 emptyDir medium Memory and secret
+//	                                 emptyDir medium Memory and secret; configMap
+//	                                 and secret as ..data -> ..TIMESTAMP/ + links
 //	DataDir/volumes/local/NS/CLAIM   local persistent volumes (outlive the pod)
 //	DataDir/fifo/                    FIFOs of running tasks and exec probes
 //	DataDir/netns/UID                the pod's network namespace (bind mount)

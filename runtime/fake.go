@@ -40,6 +40,15 @@ type FakeConfig struct {
 	// LocalImages are present already; with PullNever any other image
 	// fails. Images pulled by EnsureImage are added.
 	LocalImages []string
+	// Values, when set, resolves the pods' imagePullSecrets and their
+	// configMap and secret volumes (kept in memory: VolumeFiles), at
+	// RunPod and RefreshVolumes. Without it a pod's imagePullSecrets are
+	// unresolved and its volumes are not set up.
+	Values ValueResolver
+	// RegistryAuth makes the registries it names (host[:port], docker.io
+	// for Docker Hub) demand these credentials: a pull from one succeeds
+	// only with a matching imagePullSecret, as against a real registry.
+	RegistryAuth map[string]RegistryAuth
 }
 
 // Fake is an in-memory Runtime for unit tests and simulation. It is
@@ -53,6 +62,7 @@ type Fake struct {
 	images map[string]bool
 	used   map[netip.Addr]bool
 	calls  []string
+	pulls  []FakePull
 }
 
 type fakePod struct {
@@ -67,6 +77,12 @@ type fakePod struct {
 	due     []time.Time
 	logs    map[string]*bytes.Buffer
 	stopped bool
+	// pullSecrets are the pod's imagePullSecrets as resolved at RunPod.
+	pullSecrets []PullSecret
+	// volumes are the projected files of configMap and secret volumes
+	// (with FakeConfig.Values), and their content hashes.
+	volumes    map[string]map[string]projectedFile
+	volumeHash map[string]string
 }
 
 var _ Runtime = (*Fake)(nil)
@@ -94,13 +110,13 @@ func (f *Fake) Calls() []string {
 }
 
 // EnsureImage implements Runtime.
-func (f *Fake) EnsureImage(_ context.Context, ref string, policy corev1.PullPolicy) (string, error) {
+func (f *Fake) EnsureImage(_ context.Context, ref string, policy corev1.PullPolicy, secrets ...PullSecret) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.ensureImage(ref, policy)
+	return f.ensureImage(ref, policy, secrets)
 }
 
-func (f *Fake) ensureImage(ref string, policy corev1.PullPolicy) (string, error) {
+func (f *Fake) ensureImage(ref string, policy corev1.PullPolicy, secrets []PullSecret) (string, error) {
 	if ref == "" {
 		return "", fmt.Errorf("%w: empty reference", ErrInvalidImageName)
 	}
@@ -113,14 +129,33 @@ func (f *Fake) ensureImage(ref string, policy corev1.PullPolicy) (string, error)
 	if err := f.cfg.PullErrors[ref]; err != nil {
 		return "", fmt.Errorf("%w: %s: %w", ErrImagePull, ref, err)
 	}
+	secret, err := f.authorize(ref, secrets)
+	if err != nil {
+		return "", err
+	}
 	f.images[ref] = true
+	f.pulls = append(f.pulls, FakePull{Image: ref, Secret: secret})
 	return ref, nil
 }
 
 // RunPod implements Runtime.
-func (f *Fake) RunPod(_ context.Context, spec PodSpec) (PodStatus, error) {
+func (f *Fake) RunPod(ctx context.Context, spec PodSpec) (PodStatus, error) {
 	if err := spec.Validate(); err != nil {
 		return PodStatus{}, err
+	}
+	f.mu.Lock()
+	_, known := f.pods[spec.Key.UID]
+	f.mu.Unlock()
+	var (
+		pullSecrets []PullSecret
+		vols        map[string]map[string]projectedFile
+		hashes      map[string]string
+	)
+	if !known {
+		var err error
+		if pullSecrets, vols, hashes, err = f.resolve(ctx, spec); err != nil {
+			return PodStatus{}, podErr(spec.Key, "run", err)
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -138,11 +173,12 @@ func (f *Fake) RunPod(_ context.Context, spec PodSpec) (PodStatus, error) {
 		return PodStatus{}, podErr(spec.Key, "run", err)
 	}
 	now := f.cfg.Now()
-	p := &fakePod{spec: spec, ip: ip, created: now, logs: map[string]*bytes.Buffer{}, nInit: len(spec.InitContainers)}
+	p := &fakePod{spec: spec, ip: ip, created: now, logs: map[string]*bytes.Buffer{}, nInit: len(spec.InitContainers),
+		pullSecrets: pullSecrets, volumes: vols, volumeHash: hashes}
 	for i, c := range spec.allContainers() {
 		cs := ContainerStatus{Name: c.Name, Image: c.Image, State: StateWaiting, Reason: ReasonContainerCreating}
 		p.logs[c.Name] = &bytes.Buffer{}
-		if ref, err := f.ensureImage(c.Image, c.PullPolicy); err != nil {
+		if ref, err := f.ensureImage(c.Image, c.PullPolicy, pullSecrets); err != nil {
 			cs.Reason, cs.Message, cs.FailedAt = imageErrorReason(err), err.Error(), now
 		} else if msg, bad := f.cfg.CreateErrors[c.Image]; bad {
 			cs.ImageRef = ref
@@ -316,7 +352,7 @@ func (f *Fake) RestartContainer(_ context.Context, key PodKey, container string,
 		next.LastTermination = c.terminated()
 	}
 	spec := p.spec.allContainers()[i]
-	if ref, err := f.ensureImage(spec.Image, spec.PullPolicy); err != nil {
+	if ref, err := f.ensureImage(spec.Image, spec.PullPolicy, p.pullSecrets); err != nil {
 		next.ID, next.Reason, next.Message, next.FailedAt = "", imageErrorReason(err), err.Error(), now
 	} else if msg, bad := f.cfg.CreateErrors[spec.Image]; bad {
 		next.ID, next.ImageRef, next.Reason, next.Message, next.FailedAt = "", ref, ReasonCreateContainerError, msg, now

@@ -27,7 +27,7 @@ func normaliseRef(ref string) (string, error) {
 }
 
 // EnsureImage implements Runtime.
-func (c *Containerd) EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy) (string, error) {
+func (c *Containerd) EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, secrets ...PullSecret) (string, error) {
 	ctx = c.ctx(ctx)
 	full, err := normaliseRef(ref)
 	if err != nil {
@@ -52,26 +52,55 @@ func (c *Containerd) EnsureImage(ctx context.Context, ref string, policy corev1.
 			return "", fmt.Errorf("%w: image %s is not present and imagePullPolicy is Never", ErrImageNeverPull, full)
 		}
 	}
-	c.log.Info("pulling image", "image", full)
-	_, err = c.client.Pull(ctx, full,
+	creds := credentialsFor(full, secrets)
+	if len(creds) == 0 {
+		// No credentials for this registry: anonymous, as the kubelet does.
+		c.log.Info("pulling image", "image", full)
+		if err := c.pull(ctx, full, nil); err != nil {
+			return "", pullFailure(full, secrets, nil, []error{err})
+		}
+		return full, nil
+	}
+	errs := make([]error, 0, len(creds))
+	for i := range creds {
+		// The log names the Secret, never a credential.
+		c.log.Info("pulling image", "image", full, "imagePullSecret", creds[i].secret)
+		err := c.pull(ctx, full, &creds[i].auth)
+		if err == nil {
+			return full, nil
+		}
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("%w: pull %s: %w", ErrImagePull, full, err)
+		}
+		errs = append(errs, err)
+	}
+	return "", pullFailure(full, secrets, creds, errs)
+}
+
+// pull fetches and unpacks an image, with the credentials given (nil for
+// none). Each pull has its own resolver and authorizer, so credentials are
+// not cached beyond it.
+func (c *Containerd) pull(ctx context.Context, full string, auth *RegistryAuth) error {
+	var opts []docker.RegistryOpt
+	if auth != nil {
+		opts = append(opts, docker.WithAuthorizer(docker.NewDockerAuthorizer(docker.WithAuthCreds(credsFunc(full, *auth)))))
+	}
+	_, err := c.client.Pull(ctx, full,
 		containerd.WithPullUnpack,
 		containerd.WithPullSnapshotter(c.cfg.Snapshotter),
-		containerd.WithResolver(docker.NewResolver(docker.ResolverOptions{Hosts: c.registryHosts()})),
+		containerd.WithResolver(docker.NewResolver(docker.ResolverOptions{Hosts: c.registryHosts(opts...)})),
 	)
-	if err != nil {
-		return "", fmt.Errorf("%w: pull %s: %w", ErrImagePull, full, err)
-	}
-	return full, nil
+	return err
 }
 
 // registryHosts reaches localhost and the configured insecure registries
 // over plain HTTP and everything else over HTTPS.
-func (c *Containerd) registryHosts() docker.RegistryHosts {
+func (c *Containerd) registryHosts(opts ...docker.RegistryOpt) docker.RegistryHosts {
 	insecure := map[string]bool{}
 	for _, h := range c.cfg.InsecureRegistries {
 		insecure[h] = true
 	}
-	return docker.ConfigureDefaultRegistries(docker.WithPlainHTTP(func(host string) (bool, error) {
+	return docker.ConfigureDefaultRegistries(append(opts, docker.WithPlainHTTP(func(host string) (bool, error) {
 		if insecure[host] {
 			return true, nil
 		}
@@ -79,7 +108,7 @@ func (c *Containerd) registryHosts() docker.RegistryHosts {
 			return true, nil
 		}
 		return isLoopbackHost(host), nil
-	}))
+	}))...)
 }
 
 func isLoopbackHost(host string) bool {

@@ -42,6 +42,11 @@ type PodSpec struct {
 
 	Volumes    []Volume `json:",omitempty"`
 	Containers []ContainerSpec
+
+	// ImagePullSecrets name kubernetes.io/dockerconfigjson Secrets in the
+	// pod's namespace, tried in order for registry credentials (see
+	// pullsecrets.go).
+	ImagePullSecrets []string `json:",omitempty"`
 }
 
 // ContainerSpec is one container of a pod.
@@ -179,9 +184,6 @@ func FromPod(pod *corev1.Pod, opts PodOptions) (PodSpec, error) {
 	if s.HostIPC {
 		no("spec.hostIPC")
 	}
-	if len(s.ImagePullSecrets) > 0 {
-		no("spec.imagePullSecrets")
-	}
 	if s.DNSConfig != nil {
 		no("spec.dnsConfig")
 	}
@@ -205,6 +207,14 @@ func FromPod(pod *corev1.Pod, opts PodOptions) (PodSpec, error) {
 	}
 	if spec.NodeName == "" {
 		spec.NodeName = opts.NodeName
+	}
+	for i, ref := range s.ImagePullSecrets {
+		if ref.Name == "" {
+			return PodSpec{}, fmt.Errorf("pod %s/%s: spec.imagePullSecrets[%d].name is empty", key.Namespace, key.Name, i)
+		}
+		if !slices.Contains(spec.ImagePullSecrets, ref.Name) {
+			spec.ImagePullSecrets = append(spec.ImagePullSecrets, ref.Name)
+		}
 	}
 	switch spec.RestartPolicy {
 	case "":

@@ -15,9 +15,14 @@ import (
 // the same pod are serialised by the implementation.
 type Runtime interface {
 	// EnsureImage makes ref available locally according to policy and
-	// returns the normalised reference. A pull failure wraps ErrImagePull,
-	// a missing image under PullNever wraps ErrImageNeverPull.
-	EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy) (string, error)
+	// returns the normalised reference. A pull uses the credentials of
+	// secrets (a pod's imagePullSecrets, in order) that match the image's
+	// registry, trying each until one pulls; with none that match it is
+	// anonymous. A pull failure wraps ErrImagePull and names the secrets
+	// tried, never a credential; a missing image under PullNever wraps
+	// ErrImageNeverPull. An image already present is not pulled again
+	// (unless PullAlways), whatever the secrets, as with the kubelet.
+	EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, secrets ...PullSecret) (string, error)
 
 	// RunPod creates the pod's sandbox (with its volumes) and starts its
 	// first init container, or its containers when it has none. It is
@@ -88,6 +93,18 @@ type Runtime interface {
 	// Stats reports the CPU time and memory of the pod's running
 	// containers, for autoscaling and status.
 	Stats(ctx context.Context, key PodKey) (PodStats, error)
+
+	// RefreshVolumes resolves the pod's configMap and secret volumes
+	// again (through Config.Values, with the caller's context) and
+	// replaces, atomically, the content of those that changed, as the
+	// kubelet does for a running pod: a new timestamped directory, the
+	// ..data symlink swapped with rename(2), the old directory removed.
+	// subPath mounts keep what they were created with. It returns the
+	// volumes whose content changed. A volume that cannot be resolved
+	// keeps its content and is named in the error; the others are still
+	// updated. A stopped pod is left alone; a pod whose volumes RunPod has
+	// not finished setting up is an error (ask again after RunPod).
+	RefreshVolumes(ctx context.Context, key PodKey) ([]string, error)
 
 	// GC removes every pod whose UID is not in wanted, and any container or
 	// sandbox of this node that belongs to no known pod (left by a crash).

@@ -193,6 +193,7 @@ func (c *Containerd) removeLocked(ctx context.Context, r *podRecord) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	c.forgetVolumes(key.UID)
 	return os.RemoveAll(c.podDir(key.UID))
 }
 

@@ -23,8 +23,10 @@ import (
 //	DataDir/pods/UID/volumes/NAME          emptyDir medium Memory, secret (a tmpfs mounted there)
 //	DataDir/volumes/local/NAMESPACE/CLAIM  persistentVolumeClaim
 //
-// Projected files (configMap, secret, downwardAPI) are written once, when
-// the sandbox is built; they are not updated while the pod runs.
+// ConfigMap and secret volumes use the kubelet's atomic ..data layout and
+// are updated in place by RefreshVolumes (volume_refresh.go); downwardAPI
+// files are written once, when the sandbox is built (a pod's metadata does
+// not change while it runs).
 
 func (c *Containerd) volumeDir(uid, name string) string {
 	return filepath.Join(c.podDir(uid), "volumes", name)
@@ -89,7 +91,11 @@ func (c *Containerd) setupVolume(ctx context.Context, objs *objectCache, r *podR
 		if err := mkdirMode(dir, 0o755); err != nil {
 			return err
 		}
-		return writeFiles(dir, files)
+		if err := writeProjected(dir, false, files); err != nil {
+			return err
+		}
+		c.rememberVolume(r.Spec.Key.UID, v.Name, filesHash(c.vhash.key, files))
+		return nil
 	case v.Secret != nil:
 		files, err := objectFiles(ctx, objs, "Secret", v.Secret)
 		if err != nil {
@@ -105,7 +111,11 @@ func (c *Containerd) setupVolume(ctx context.Context, objs *objectCache, r *podR
 		if err := secretTmpfs(dir, size); err != nil {
 			return err
 		}
-		return writeFiles(dir, files)
+		if err := writeProjected(dir, true, files); err != nil {
+			return err
+		}
+		c.rememberVolume(r.Spec.Key.UID, v.Name, filesHash(c.vhash.key, files))
+		return nil
 	case v.DownwardAPI != nil:
 		files := map[string]projectedFile{}
 		for _, it := range v.DownwardAPI.Items {

@@ -113,6 +113,17 @@ func WriteProjection(dir string, files map[string]File) error {
 	if !ok {
 		return fmt.Errorf("refusing to write secret files into %s: it is not a tmpfs", dir)
 	}
+	return writeProjection(dir, files)
+}
+
+// WriteConfigProjection is WriteProjection for values that are not secret, a ConfigMap's or the
+// downward API's, on any filesystem (the kubelet keeps ConfigMap volumes on disk). Never give it
+// a Secret's values: they go through WriteProjection, to tmpfs only.
+func WriteConfigProjection(dir string, files map[string]File) error {
+	return writeProjection(dir, files)
+}
+
+func writeProjection(dir string, files map[string]File) error {
 	if err := validatePayload(files); err != nil {
 		return err
 	}

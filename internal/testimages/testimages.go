@@ -11,6 +11,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"fmt"
 	"io"
 	"log"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -156,6 +158,7 @@ type Registry struct {
 	Host string
 	srv  *http.Server
 	ln   net.Listener
+	auth authn.Authenticator // what Push sends; nil: anonymous
 }
 
 // StartRegistry serves an empty registry on a free loopback port.
@@ -170,6 +173,31 @@ func StartRegistry() (*Registry, error) {
 	return r, nil
 }
 
+// StartAuthRegistry serves an empty registry that demands HTTP Basic
+// credentials user:password on every request: a request without them, or
+// with others, gets 401 with `WWW-Authenticate: Basic realm="shoal-test"`.
+// Push authenticates.
+func StartAuthRegistry(user, password string) (*Registry, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	h := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		u, p, ok := req.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(user)) != 1 || subtle.ConstantTimeCompare([]byte(p), []byte(password)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="shoal-test"`)
+			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+			return
+		}
+		reg.ServeHTTP(w, req)
+	})
+	r := &Registry{Host: ln.Addr().String(), ln: ln, auth: &authn.Basic{Username: user, Password: password},
+		srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	go r.srv.Serve(ln)
+	return r, nil
+}
+
 // Close stops the registry.
 func (r *Registry) Close() error { return r.srv.Close() }
 
@@ -180,7 +208,11 @@ func (r *Registry) Push(ctx context.Context, img v1.Image, repoTag string) (stri
 	if err != nil {
 		return "", err
 	}
-	if err := remote.Write(tag, img, remote.WithContext(ctx)); err != nil {
+	opts := []remote.Option{remote.WithContext(ctx)}
+	if r.auth != nil {
+		opts = append(opts, remote.WithAuth(r.auth))
+	}
+	if err := remote.Write(tag, img, opts...); err != nil {
 		return "", fmt.Errorf("push %s: %w", ref, err)
 	}
 	return ref, nil
