@@ -151,7 +151,7 @@ func configConsequences(pl *planner, c manifest.Change) []string {
 	if k := dataKeys(c.Fields); k != "" {
 		out = append(out, k)
 	}
-	var roll, replace, later []manifest.Key
+	var roll, later []manifest.Key
 	var notes []string
 	for _, u := range pl.usersOf(c.Key) {
 		if pl.base.Get(u.Key) == nil {
@@ -166,9 +166,15 @@ func configConsequences(pl *planner, c manifest.Change) []string {
 			notes = append(notes, u.Key.String()+" not rolled (opted out); "+inPlace(u))
 			continue
 		}
+		if !u.Volume && !u.Env {
+			// Pull secrets are not part of the template hash, as in Kubernetes.
+			notes = append(notes, u.Key.String()+" not rolled (uses it as an imagePullSecret); "+inPlace(u))
+			continue
+		}
 		switch t := u.Obj.Obj.(type) {
 		case *corev1.Pod:
-			replace = append(replace, u.Key)
+			// A bare Pod's identity is its spec, not the contents it references.
+			notes = append(notes, u.Key.String()+" not replaced (a bare Pod); "+inPlace(u))
 		case *appsv1.Deployment:
 			if t.Spec.Paused {
 				notes = append(notes, u.Key.String()+" is paused: it rolls when unpaused")
@@ -192,14 +198,11 @@ func configConsequences(pl *planner, c manifest.Change) []string {
 	if len(roll) > 0 {
 		out = append(out, "workloads that use it roll: "+keyList(roll))
 	}
-	if len(replace) > 0 {
-		out = append(out, "pods that use it are replaced: "+keyList(replace))
-	}
 	out = append(out, notes...)
 	if len(later) > 0 {
 		out = append(out, "runs started from now on see the new contents: "+keyList(later))
 	}
-	if len(roll)+len(replace)+len(notes)+len(later) == 0 {
+	if len(roll)+len(notes)+len(later) == 0 {
 		out = append(out, "no existing workload uses it")
 	}
 	return out
@@ -209,7 +212,7 @@ func configConsequences(pl *planner, c manifest.Change) []string {
 func inPlace(u configUser) string {
 	var parts []string
 	if u.Volume {
-		parts = append(parts, "mounted files keep the old contents until its pods are recreated")
+		parts = append(parts, "mounted files are updated in place (subPath mounts only when its pods are recreated)")
 	}
 	if u.Env {
 		parts = append(parts, "environment variables change only when its pods restart")

@@ -244,7 +244,7 @@ func TestConfigConsequences(t *testing.T) {
 		{name: "opted out", base: files(configWeb, deployWeb, optedOut), head: files(cfg2, deployWeb, optedOut), key: cfgWeb, want: []string{
 			"keys changed: TITLE; keys added: EXTRA",
 			"workloads that use it roll: Deployment shop/web",
-			"StatefulSet shop/db not rolled (opted out); mounted files keep the old contents until its pods are recreated",
+			"StatefulSet shop/db not rolled (opted out); mounted files are updated in place (subPath mounts only when its pods are recreated)",
 		}},
 		{name: "a workload added with it is created, not rolled", base: files(configWeb), head: files(cfg2, deployWeb), key: cfgWeb, want: []string{
 			"keys changed: TITLE; keys added: EXTRA",
@@ -256,8 +256,8 @@ func TestConfigConsequences(t *testing.T) {
 		}},
 		{name: "secret", base: files(secretDB, podDebug, pulls), head: files(secret2, podDebug, pulls), key: secDB, want: []string{
 			"keys changed: password",
-			"workloads that use it roll: Deployment shop/web",
-			"pods that use it are replaced: Pod shop/debug",
+			"Deployment shop/web not rolled (uses it as an imagePullSecret); image pulls use it from now on",
+			"Pod shop/debug not replaced (a bare Pod); environment variables change only when its pods restart",
 		}},
 		{name: "configmap added", head: files(configWeb, deployWeb), key: cfgWeb, want: []string{"used by Deployment shop/web"}},
 		{name: "configmap removed while used", base: files(configWeb, deployWeb), head: files(deployWeb), key: cfgWeb,
