@@ -35,6 +35,16 @@ const (
 	DefaultClusterDomain   = "cluster.local"
 )
 
+// Service proxy modes (Config.ProxyMode): which svcproxy backend programs
+// the node's Service rules (docs/svcproxy.md, "Backends").
+const (
+	// ProxyModeAuto uses nftables when the kernel accepts svcproxy's
+	// nftables table, iptables otherwise.
+	ProxyModeAuto     = "auto"
+	ProxyModeNFTables = "nftables"
+	ProxyModeIPTables = "iptables"
+)
+
 // Runtime kinds (Config.Runtime).
 const (
 	RuntimeContainerd = "containerd"
@@ -144,6 +154,9 @@ type Config struct {
 	ServiceCIDR   string `json:"serviceCIDR,omitempty"`
 	NodePortRange string `json:"nodePortRange,omitempty"`
 	ClusterDomain string `json:"clusterDomain,omitempty"`
+	// ProxyMode picks the backend of the Service rules: "auto" (default),
+	// "nftables" or "iptables".
+	ProxyMode string `json:"proxyMode,omitempty"`
 
 	// NoRoutes turns off the routes to other nodes' pod CIDRs (host-gw),
 	// which a containerd node otherwise installs; the fake runtime never
@@ -216,6 +229,9 @@ func (c Config) WithDefaults() Config {
 	if c.NodePortRange == "" {
 		c.NodePortRange = DefaultNodePortRange
 	}
+	if c.ProxyMode == "" {
+		c.ProxyMode = ProxyModeAuto
+	}
 	if c.ClusterDomain == "" {
 		c.ClusterDomain = DefaultClusterDomain
 	}
@@ -287,6 +303,11 @@ func (c Config) Validate() error {
 		bad("node-cidr-bits: /%d must be longer than the range's /%d and at most /30", c.NodeCIDRBits, r.Bits())
 	}
 	errs = append(errs, c.validateServices()...)
+	switch c.ProxyMode {
+	case ProxyModeAuto, ProxyModeNFTables, ProxyModeIPTables:
+	default:
+		bad("proxy-mode: %q, want auto, nftables or iptables", c.ProxyMode)
+	}
 	switch c.Runtime {
 	case RuntimeContainerd, RuntimeFake:
 	default:

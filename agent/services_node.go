@@ -22,7 +22,8 @@ import (
 // The node's Service loop: every node load-balances every Service. Each
 // change of the state (pods, nodes, allocations, the pinned commit) builds
 // the view (BuildServiceView) and hands it to the sinks: with the containerd
-// runtime, svcproxy's Proxier (iptables, in the host namespace) and the
+// runtime, svcproxy's proxier (nftables or iptables, newProxier; in the
+// node's network namespace) and the
 // cluster DNS server, which listens on the node's pod-bridge gateway (the
 // first address of the node's pod CIDR), port 53, UDP and TCP. Pods with
 // dnsPolicy ClusterFirst get a resolv.conf naming that server (podDNS).
@@ -169,7 +170,7 @@ func (a *Agent) startServiceNetworking(ctx context.Context, wg *sync.WaitGroup, 
 	var sinks []serviceSink
 	clusterCIDR, _ := netip.ParsePrefix(a.cfg.PodCIDRRange) // checked by Validate
 	serviceCIDR, _ := netip.ParsePrefix(a.cfg.ServiceCIDR)  // checked by Validate
-	if p, err := newProxier(svcproxy.Config{NodeName: a.cfg.NodeName, ClusterCIDR: clusterCIDR, ServiceCIDR: serviceCIDR,
+	if p, err := newProxier(ctx, a.cfg.ProxyMode, svcproxy.Config{NodeName: a.cfg.NodeName, ClusterCIDR: clusterCIDR, ServiceCIDR: serviceCIDR,
 		MasqueradeEgress: true}, log); err != nil {
 		log.Error("service proxy unavailable: ClusterIPs and NodePorts do not answer on this node", "err", err)
 	} else {
@@ -201,13 +202,55 @@ func (a *Agent) startServiceNetworking(ctx context.Context, wg *sync.WaitGroup, 
 	return sinks
 }
 
-// newProxier builds the Proxier on the system's iptables.
-func newProxier(node svcproxy.Config, log *slog.Logger) (*svcproxy.Proxier, error) {
+// serviceProxy is what the agent uses of either svcproxy backend.
+type serviceProxy interface {
+	serviceSink
+	Run(ctx context.Context) error
+}
+
+// newProxier builds the Proxier of the configured mode: nftables (the
+// table "ip shoal", programmed over netlink), iptables (the system's
+// iptables binaries), or auto: nftables when the kernel accepts the
+// nftables table (checked by building and deleting a probe table in one
+// transaction), iptables otherwise. The mode chosen is logged. The other
+// backend's rules, left by an earlier run in the other mode, are removed:
+// both would DNAT the same traffic.
+func newProxier(ctx context.Context, mode string, node svcproxy.Config, log *slog.Logger) (serviceProxy, error) {
+	plog := log.With("component", "svcproxy")
+	useNFT := mode == ProxyModeNFTables
+	if mode == ProxyModeAuto {
+		if err := svcproxy.ProbeNFTables(); err != nil {
+			log.Info("service proxy: the kernel does not take the nftables backend; using iptables", "err", err)
+		} else {
+			useNFT = true
+		}
+	}
+	if useNFT {
+		if ipt, err := svcproxy.NewIPTables(svcproxy.BackendAuto); err == nil {
+			if err := ipt.Cleanup(ctx); err != nil {
+				log.Warn("service proxy: removing the iptables backend's rules failed; they may still DNAT Service traffic", "err", err)
+			}
+		}
+		p, err := svcproxy.NewNFTProxier(svcproxy.ProxierConfig{Node: node, NFT: svcproxy.NewNetlinkNFT(), Log: plog})
+		if err != nil {
+			return nil, err
+		}
+		log.Info("service proxy mode", "mode", ProxyModeNFTables, "requested", mode, "table", "ip "+svcproxy.NFTTable)
+		return p, nil
+	}
+	if err := svcproxy.DeleteNFTTable(); err != nil {
+		log.Debug("service proxy: no nftables table to remove", "err", err)
+	}
 	ipt, err := svcproxy.NewIPTables(svcproxy.BackendAuto)
 	if err != nil {
 		return nil, err
 	}
-	return svcproxy.NewProxier(svcproxy.ProxierConfig{Node: node, Runner: ipt, Log: log.With("component", "svcproxy")})
+	p, err := svcproxy.NewProxier(svcproxy.ProxierConfig{Node: node, Runner: ipt, Log: plog})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("service proxy mode", "mode", ProxyModeIPTables, "requested", mode, "iptablesBackend", ipt.Backend())
+	return p, nil
 }
 
 // serveDNS serves cluster DNS on addr until ctx ends. The address is the

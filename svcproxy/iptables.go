@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 
 	goiptables "github.com/coreos/go-iptables/iptables"
@@ -131,4 +132,43 @@ func (r *IPTables) ChainExists(_ context.Context, table, chain string) (bool, er
 // EnsureRule implements Runner.
 func (r *IPTables) EnsureRule(_ context.Context, table, chain string, rule ...string) error {
 	return r.ipt.InsertUnique(table, chain, 1, rule...)
+}
+
+// Cleanup removes everything the iptables backend wrote: the jumps from
+// the built-in chains, then every SHOAL- chain of nat and filter. The
+// agent calls it when the nftables backend takes over, so that rules left
+// by an earlier iptables-mode run do not DNAT before the nftables table.
+func (r *IPTables) Cleanup(ctx context.Context) error {
+	owned := map[string][]string{}
+	for _, t := range tables {
+		chains, err := r.Chains(ctx, t)
+		if err != nil {
+			return fmt.Errorf("iptables cleanup: %w", err)
+		}
+		for _, c := range chains {
+			if Owned(c) {
+				owned[t] = append(owned[t], c)
+			}
+		}
+	}
+	// A jump can only exist to a chain that exists (and iptables refuses
+	// even to look for a jump to a missing one).
+	for _, j := range jumps {
+		if !slices.Contains(owned[j.table], j.rule[len(j.rule)-1]) {
+			continue
+		}
+		if err := r.ipt.DeleteIfExists(j.table, j.chain, j.rule...); err != nil {
+			return fmt.Errorf("iptables cleanup: jump %s/%s: %w", j.table, j.chain, err)
+		}
+	}
+	for _, t := range tables {
+		if len(owned[t]) == 0 {
+			continue
+		}
+		tb := newTable(t)
+		if err := r.Restore(ctx, t, tb.Payload(nil, owned[t])); err != nil {
+			return fmt.Errorf("iptables cleanup: %w", err)
+		}
+	}
+	return nil
 }

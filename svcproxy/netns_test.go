@@ -31,6 +31,22 @@ func requireNetAdmin(tb testing.TB) {
 	}
 }
 
+// requireNFT skips unless the kernel takes the nftables backend's table
+// (checked in a namespace of its own) and the nft command is there for
+// the test to inspect and damage it.
+func requireNFT(tb testing.TB) {
+	tb.Helper()
+	if _, err := exec.LookPath("nft"); err != nil {
+		tb.Skipf("needs nft: %v", err)
+	}
+	ns := newNetns(tb, "probe")
+	var err error
+	inNetns(tb, ns, func() { err = ProbeNFTables() })
+	if err != nil {
+		tb.Skipf("kernel refuses the nftables backend: %v", err)
+	}
+}
+
 var nsCounter atomic.Int64
 
 func sh(tb testing.TB, args ...string) {

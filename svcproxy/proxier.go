@@ -25,8 +25,11 @@ func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) 
 
 // ProxierConfig wires a Proxier.
 type ProxierConfig struct {
-	Node      Config
-	Runner    Runner    // required
+	Node Config
+	// Runner is the iptables backend, for NewProxier; NFT the nftables
+	// backend, for NewNFTProxier. One of them is required.
+	Runner    Runner
+	NFT       NFTRunner
 	Conntrack Conntrack // nil: NetlinkConntrack
 	Clock     Clock     // nil: the real clock
 	Log       *slog.Logger
@@ -47,8 +50,8 @@ func (c *ProxierConfig) Validate() error {
 	if err := c.Node.Validate(); err != nil {
 		return err
 	}
-	if c.Runner == nil {
-		return errors.New("svcproxy: ProxierConfig.Runner is required")
+	if c.Runner == nil && c.NFT == nil {
+		return errors.New("svcproxy: ProxierConfig.Runner (iptables) or NFT (nftables) is required")
 	}
 	if c.Conntrack == nil {
 		c.Conntrack = NetlinkConntrack{}
@@ -97,6 +100,9 @@ func NewProxier(cfg ProxierConfig) (*Proxier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Runner == nil {
+		return nil, errors.New("svcproxy: ProxierConfig.Runner is required for the iptables Proxier")
+	}
 	return &Proxier{cfg: cfg, trigger: make(chan struct{}, 1), needFull: true, rd: newRenderer(cfg.Node)}, nil
 }
 
@@ -118,6 +124,9 @@ type SyncResult struct {
 	Written int // chains rewritten
 	Deleted int // chains deleted
 	Flows   int // UDP conntrack filters applied
+	// Elements counts the set elements added or deleted (nftables only;
+	// there Written counts chains rewritten and sets created or changed).
+	Elements int
 }
 
 var tables = []string{"nat", "filter"}
@@ -295,21 +304,29 @@ func (p *Proxier) ensureJumps(ctx context.Context, full bool, existing map[strin
 // Run syncs when Update is called (at most once per MinSyncInterval),
 // every SyncPeriod, and MinSyncInterval after a failed sync, until ctx ends.
 func (p *Proxier) Run(ctx context.Context) error {
-	clk := p.cfg.Clock
+	return runLoop(ctx, &p.cfg, p.trigger, func() time.Time { return p.lastSync }, func(ctx context.Context) error {
+		_, err := p.Sync(ctx)
+		return err
+	})
+}
+
+// runLoop is Run for both backends: lastSync reports when sync last ran.
+func runLoop(ctx context.Context, cfg *ProxierConfig, trigger <-chan struct{}, lastSync func() time.Time, sync func(context.Context) error) error {
+	clk := cfg.Clock
 	failed := false
 	for {
-		next := p.cfg.SyncPeriod
+		next := cfg.SyncPeriod
 		if failed {
-			next = p.cfg.MinSyncInterval
+			next = cfg.MinSyncInterval
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-p.trigger:
+		case <-trigger:
 		case <-clk.After(next):
 		}
-		if !p.lastSync.IsZero() {
-			if wait := p.lastSync.Add(p.cfg.MinSyncInterval).Sub(clk.Now()); wait > 0 {
+		if last := lastSync(); !last.IsZero() {
+			if wait := last.Add(cfg.MinSyncInterval).Sub(clk.Now()); wait > 0 {
 				select {
 				case <-ctx.Done():
 					return ctx.Err()
@@ -317,10 +334,10 @@ func (p *Proxier) Run(ctx context.Context) error {
 				}
 			}
 		}
-		_, err := p.Sync(ctx)
+		err := sync(ctx)
 		failed = err != nil
 		if failed {
-			p.cfg.Log.Error("svcproxy: sync failed; full resync next", "err", err)
+			cfg.Log.Error("svcproxy: sync failed; full resync next", "err", err)
 		}
 	}
 }

@@ -23,7 +23,42 @@ import (
 type netnsCluster struct {
 	node, client string
 	eps          []string
-	proxier      *Proxier
+	mode         string // "iptables" or "nftables"
+	proxier      testProxier
+}
+
+// testProxier is what both backends' proxiers offer the tests.
+type testProxier interface {
+	Update([]Service)
+	Sync(context.Context) (SyncResult, error)
+}
+
+var (
+	_ testProxier = (*Proxier)(nil)
+	_ testProxier = (*NFTProxier)(nil)
+)
+
+// backends are the proxy modes the netns tests run against.
+var backends = []string{"iptables", "nftables"}
+
+// hostTablesUnchanged fails the test if the host's nftables tables differ
+// at the end from what they were at the start: everything must happen in
+// the test's namespaces.
+func hostTablesUnchanged(t *testing.T) {
+	t.Helper()
+	list := func() string {
+		out, err := exec.Command("nft", "list", "tables").CombinedOutput()
+		if err != nil {
+			return "nft list tables: " + err.Error() + ": " + string(out)
+		}
+		return string(out)
+	}
+	before := list()
+	t.Cleanup(func() {
+		if after := list(); after != before {
+			t.Errorf("host nftables tables changed:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+	})
 }
 
 const (
@@ -33,9 +68,13 @@ const (
 	clientAddr = "10.251.1.2"
 )
 
-func newNetnsCluster(t *testing.T) *netnsCluster {
+func newNetnsCluster(t *testing.T, mode string) *netnsCluster {
 	requireNetAdmin(t)
-	c := &netnsCluster{node: newNetns(t, "node"), client: newNetns(t, "client")}
+	if mode == "nftables" {
+		requireNFT(t)
+		hostTablesUnchanged(t)
+	}
+	c := &netnsCluster{node: newNetns(t, "node"), client: newNetns(t, "client"), mode: mode}
 	sh(t, "ip", "netns", "exec", c.node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	sh(t, "ip", "-n", c.node, "link", "add", "br0", "type", "bridge")
 	sh(t, "ip", "-n", c.node, "addr", "add", "10.251.0.1/24", "dev", "br0")
@@ -64,15 +103,19 @@ func newNetnsCluster(t *testing.T) *netnsCluster {
 	sh(t, "ip", "-n", c.client, "link", "set", "eth0", "up")
 	sh(t, "ip", "-n", c.client, "route", "add", "default", "via", nodeAddr)
 
-	ipt, err := NewIPTables(BackendAuto)
-	if err != nil {
-		t.Skipf("iptables unusable: %v", err)
+	// SyncPeriod of 1ns: every sync checks the canary (and the jumps).
+	cfg := ProxierConfig{Node: Config{NodeName: "node", ClusterCIDR: netip.MustParsePrefix("10.251.0.0/16")},
+		Log: testLogger(t), SyncPeriod: time.Nanosecond}
+	var err error
+	if mode == "nftables" {
+		cfg.NFT = NewNetlinkNFT()
+		c.proxier, err = NewNFTProxier(cfg)
+	} else {
+		if cfg.Runner, err = NewIPTables(BackendAuto); err != nil {
+			t.Skipf("iptables unusable: %v", err)
+		}
+		c.proxier, err = NewProxier(cfg)
 	}
-	// SyncPeriod of 1ns: every sync checks the canary and the jumps.
-	c.proxier, err = NewProxier(ProxierConfig{
-		Node:   Config{NodeName: "node", ClusterCIDR: netip.MustParsePrefix("10.251.0.0/16")},
-		Runner: ipt, Log: testLogger(t), SyncPeriod: time.Nanosecond,
-	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +213,13 @@ func roughlyEven(t *testing.T, what string, counts map[string]int, ids []string,
 }
 
 func TestNetnsProxy(t *testing.T) {
-	c := newNetnsCluster(t)
+	for _, mode := range backends {
+		t.Run(mode, func(t *testing.T) { testNetnsProxy(t, mode) })
+	}
+}
+
+func testNetnsProxy(t *testing.T, mode string) {
+	c := newNetnsCluster(t, mode)
 	all := []string{"ep1", "ep2", "ep3"}
 	svc := echoService()
 	if res := c.sync(t, []Service{svc, emptyService()}); !res.Full {
@@ -257,13 +306,51 @@ func TestNetnsProxy(t *testing.T) {
 		}
 	})
 	t.Run("an outside flush is repaired", func(t *testing.T) {
-		sh(t, "ip", "netns", "exec", c.node, "iptables", "-w", "-t", "nat", "-F")
-		sh(t, "ip", "netns", "exec", c.node, "iptables", "-w", "-t", "nat", "-X")
+		flushes := [][]string{{"iptables", "-w", "-t", "nat", "-F"}, {"iptables", "-w", "-t", "nat", "-X"}}
+		if mode == "nftables" {
+			flushes = [][]string{{"nft", "flush", "table", "ip", NFTTable}}
+		}
+		for _, f := range flushes {
+			sh(t, append([]string{"ip", "netns", "exec", c.node}, f...)...)
+		}
 		if res := c.sync(t, []Service{echoService(), emptyService()}); !res.Full {
 			t.Fatalf("sync after a flush: %+v, want full", res)
 		}
 		roughlyEven(t, "after flush", c.spread(t, "tcp4", svcIP+":80", 90, clientAddr), all, 10)
 	})
+	if mode == "nftables" {
+		t.Run("a deleted table is recreated", func(t *testing.T) {
+			sh(t, "ip", "netns", "exec", c.node, "nft", "delete", "table", "ip", NFTTable)
+			if res := c.sync(t, []Service{echoService(), emptyService()}); !res.Full {
+				t.Fatalf("sync after the table was deleted: %+v, want full", res)
+			}
+			roughlyEven(t, "after delete", c.spread(t, "tcp4", svcIP+":80", 90, clientAddr), all, 10)
+		})
+		t.Run("nothing outside our table", func(t *testing.T) {
+			out, err := exec.Command("ip", "netns", "exec", c.node, "nft", "list", "tables").CombinedOutput()
+			if err != nil {
+				t.Fatalf("nft list tables: %v: %s", err, out)
+			}
+			if got := strings.TrimSpace(string(out)); got != "table ip "+NFTTable {
+				t.Errorf("tables in the node namespace:\n%s\nwant only table ip %s", got, NFTTable)
+			}
+		})
+		t.Run("deleting the table removes everything", func(t *testing.T) {
+			var err error
+			inNetns(t, c.node, func() { err = DeleteNFTTable() })
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command("ip", "netns", "exec", c.node, "nft", "list", "ruleset").CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != "" {
+				t.Errorf("ruleset left: %v\n%s", err, out)
+			}
+			if _, _, err := c.ask(t, "tcp4", svcIP+":80"); err == nil {
+				t.Errorf("the ClusterIP still answers without the table")
+			}
+		})
+		return
+	}
 	t.Run("nothing outside our chains changed", func(t *testing.T) {
 		out, err := exec.Command("ip", "netns", "exec", c.node, "iptables-save").Output()
 		if err != nil {
@@ -280,6 +367,23 @@ func TestNetnsProxy(t *testing.T) {
 		}
 		if jumps != 6 {
 			t.Errorf("%d jumps from built-in chains, want 6:\n%s", jumps, out)
+		}
+	})
+	t.Run("cleanup removes everything", func(t *testing.T) {
+		ipt, err := NewIPTables(BackendAuto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inNetns(t, c.node, func() { err = ipt.Cleanup(context.Background()) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("ip", "netns", "exec", c.node, "iptables-save").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(out), "SHOAL") {
+			t.Errorf("left after cleanup:\n%s", out)
 		}
 	})
 }

@@ -97,6 +97,7 @@ in camelCase) and flags, flags winning. See docs/agent.md.`,
 	fl.StringVar(&f.c.ServiceCIDR, "service-cidr", "", "range ClusterIPs are allocated from (default "+agent.DefaultServiceCIDR+")")
 	fl.StringVar(&f.c.NodePortRange, "node-port-range", "", "range NodePorts are allocated from, min-max (default "+agent.DefaultNodePortRange+")")
 	fl.StringVar(&f.c.ClusterDomain, "cluster-domain", "", "DNS domain of Services and pods (default "+agent.DefaultClusterDomain+")")
+	fl.StringVar(&f.c.ProxyMode, "proxy-mode", "", "backend of the Service rules: auto (nftables when the kernel takes it, else iptables), nftables or iptables (default auto)")
 	fl.StringVar(&f.c.StatusAddr, "status-addr", "", "address of the read-only status API (default "+agent.DefaultStatusAddr+")")
 	fl.DurationVar(&f.lostGrace, "lost-grace", 0, "how long a NotReady node's pods wait before they are marked lost (default 5s)")
 	fl.DurationVar(&f.resync, "resync", 0, "how often the pod loop re-reads the runtime (default 2s)")
@@ -157,6 +158,7 @@ func (f *agentFlags) config(fs *pflag.FlagSet) (agent.Config, error) {
 		"service-cidr":         func() { cfg.ServiceCIDR = f.c.ServiceCIDR },
 		"node-port-range":      func() { cfg.NodePortRange = f.c.NodePortRange },
 		"cluster-domain":       func() { cfg.ClusterDomain = f.c.ClusterDomain },
+		"proxy-mode":           func() { cfg.ProxyMode = f.c.ProxyMode },
 		"lost-grace":           func() { cfg.LostGrace = f.c.LostGrace }, "resync": func() { cfg.Resync = f.c.Resync },
 		"endpoint-drain": func() { cfg.EndpointDrain = f.c.EndpointDrain },
 	}
