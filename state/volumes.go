@@ -193,12 +193,7 @@ func (c *DeleteVolumes) validate() error {
 	if c.Time.IsZero() {
 		return fmt.Errorf("no time")
 	}
-	for i := range c.Volumes {
-		if err := c.Volumes[i].validate(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return validateVolumeRefs(c.Volumes)
 }
 
 func applyDeleteVolumes(w *writeTxn, c *DeleteVolumes) (*Result, error) {
@@ -248,9 +243,11 @@ type RemoveVolumes struct {
 
 func (*RemoveVolumes) CommandType() CommandType { return CmdRemoveVolumes }
 
-func (c *RemoveVolumes) validate() error {
-	for i := range c.Volumes {
-		if err := c.Volumes[i].validate(); err != nil {
+func (c *RemoveVolumes) validate() error { return validateVolumeRefs(c.Volumes) }
+
+func validateVolumeRefs(refs []VolumeRef) error {
+	for i := range refs {
+		if err := refs[i].validate(); err != nil {
 			return err
 		}
 	}
