@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -105,6 +106,11 @@ func (f *fakeNFT) Apply(_ context.Context, ops []nftOp) error {
 			}
 			for _, e := range op.elems {
 				k := e.String()
+				if op.kind == opAddElems {
+					if o := overlapping(set, e); o != "" {
+						return fmt.Errorf("fake nft: add element %s to %s: overlaps %s", k, op.set.name, o)
+					}
+				}
 				switch {
 				case op.kind == opAddElems && set[k]:
 					return fmt.Errorf("fake nft: add element %s to %s: exists", k, op.set.name)
@@ -141,6 +147,42 @@ func (f *fakeNFT) Canary(context.Context) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.st != nil && len(f.st.chains[nftCanary]) == 1, nil
+}
+
+// overlapping returns an element of set whose range overlaps e's (the
+// kernel's interval maps refuse such an add), or "". Elements are kept as
+// their String: "addr . proto . port . lo-hi : value".
+func overlapping(set map[string]bool, e nftElem) string {
+	if e.keyEnd == nil {
+		return ""
+	}
+	prefix, lo, hi, ok := elemRange(e.String())
+	if !ok {
+		return ""
+	}
+	for o := range set {
+		p, l, h, ok := elemRange(o)
+		if ok && p == prefix && l <= hi && lo <= h {
+			return o
+		}
+	}
+	return ""
+}
+
+func elemRange(s string) (prefix string, lo, hi uint64, ok bool) {
+	key, _, _ := strings.Cut(s, " : ")
+	i := strings.LastIndex(key, " . ")
+	if i < 0 {
+		return "", 0, 0, false
+	}
+	l, h, ok := strings.Cut(key[i+3:], "-")
+	if !ok {
+		return "", 0, 0, false
+	}
+	var err1, err2 error
+	lo, err1 = strconv.ParseUint(l, 10, 32)
+	hi, err2 = strconv.ParseUint(h, 10, 32)
+	return key[:i], lo, hi, err1 == nil && err2 == nil
 }
 
 // dump renders the table's content canonically: two fakes hold the same

@@ -1,7 +1,6 @@
 package svcproxy
 
 import (
-	"cmp"
 	"crypto/sha256"
 	"encoding/base32"
 	"fmt"
@@ -134,15 +133,12 @@ type nftPortFrag struct {
 }
 
 func (rd *nftRenderer) render(services []Service) *NFTRuleset {
-	order := make([]int, len(services))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int {
-		return cmp.Or(cmp.Compare(services[a].Namespace, services[b].Namespace), cmp.Compare(services[a].Name, services[b].Name))
-	})
+	order, dups := renderOrder(services)
 	next := make(map[string]*nftFragment, len(services))
 	frags := make([]*nftFragment, 0, len(services))
+	for _, err := range dups {
+		frags = append(frags, &nftFragment{err: err})
+	}
 	for _, i := range order {
 		s := &services[i]
 		key := s.Key()

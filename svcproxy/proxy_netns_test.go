@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -68,7 +69,10 @@ const (
 	clientAddr = "10.251.1.2"
 )
 
-func newNetnsCluster(t *testing.T, mode string) *netnsCluster {
+// newNetnsCluster builds the namespaces above and a proxier of the given
+// mode for the node; opts adjust its configuration before the proxier is
+// made.
+func newNetnsCluster(t *testing.T, mode string, opts ...func(*ProxierConfig)) *netnsCluster {
 	requireNetAdmin(t)
 	if mode == "nftables" {
 		requireNFT(t)
@@ -76,6 +80,12 @@ func newNetnsCluster(t *testing.T, mode string) *netnsCluster {
 	}
 	c := &netnsCluster{node: newNetns(t, "node"), client: newNetns(t, "client"), mode: mode}
 	sh(t, "ip", "netns", "exec", c.node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	if _, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables"); err == nil {
+		// br_netfilter is in the kernel: as on a real node (the agent sets
+		// it), bridged traffic passes the IPv4 hooks, whatever the default
+		// of new namespaces.
+		sh(t, "ip", "netns", "exec", c.node, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
+	}
 	sh(t, "ip", "-n", c.node, "link", "add", "br0", "type", "bridge")
 	sh(t, "ip", "-n", c.node, "addr", "add", "10.251.0.1/24", "dev", "br0")
 	sh(t, "ip", "-n", c.node, "link", "set", "br0", "up")
@@ -91,6 +101,10 @@ func newNetnsCluster(t *testing.T, mode string) *netnsCluster {
 		host := fmt.Sprintf("vep%d", i)
 		sh(t, "ip", "-n", c.node, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns)
 		sh(t, "ip", "-n", c.node, "link", "set", host, "master", "br0", "up")
+		// As the runtime's CNI bridge does: with br_netfilter, a pod
+		// reaching itself through a Service is bridged back out of its
+		// own port.
+		sh(t, "ip", "-n", c.node, "link", "set", host, "type", "bridge_slave", "hairpin", "on")
 		sh(t, "ip", "-n", ns, "addr", "add", fmt.Sprintf("10.251.0.1%d/24", i), "dev", "eth0")
 		sh(t, "ip", "-n", ns, "link", "set", "eth0", "up")
 		sh(t, "ip", "-n", ns, "route", "add", "default", "via", "10.251.0.1")
@@ -106,6 +120,9 @@ func newNetnsCluster(t *testing.T, mode string) *netnsCluster {
 	// SyncPeriod of 1ns: every sync checks the canary (and the jumps).
 	cfg := ProxierConfig{Node: Config{NodeName: "node", ClusterCIDR: netip.MustParsePrefix("10.251.0.0/16")},
 		Log: testLogger(t), SyncPeriod: time.Nanosecond}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	var err error
 	if mode == "nftables" {
 		cfg.NFT = NewNetlinkNFT()
@@ -159,8 +176,14 @@ func emptyService() Service {
 // endpoint's answer, split into its id and the source it saw.
 func (c *netnsCluster) ask(t *testing.T, network, addr string) (id, seen string, err error) {
 	t.Helper()
+	return askFrom(t, c.client, network, addr)
+}
+
+// askFrom is ask from namespace ns.
+func askFrom(t *testing.T, ns, network, addr string) (id, seen string, err error) {
+	t.Helper()
 	var conn net.Conn
-	inNetns(t, c.client, func() {
+	inNetns(t, ns, func() {
 		// The timeout only stops a broken test from hanging; no result
 		// depends on it.
 		conn, err = net.DialTimeout(network, addr, 10*time.Second)

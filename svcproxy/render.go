@@ -180,15 +180,12 @@ type portKey struct {
 const hexByte = "0123456789ABCDEF"
 
 func (rd *renderer) render(services []Service) *Ruleset {
-	order := make([]int, len(services))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int {
-		return cmp.Or(cmp.Compare(services[a].Namespace, services[b].Namespace), cmp.Compare(services[a].Name, services[b].Name))
-	})
+	order, dups := renderOrder(services)
 	next := make(map[string]*fragment, len(services))
 	frags := make([]*fragment, 0, len(services))
+	for _, err := range dups {
+		frags = append(frags, &fragment{err: err})
+	}
 	for _, i := range order {
 		s := &services[i]
 		key := s.Key()
@@ -201,6 +198,29 @@ func (rd *renderer) render(services []Service) *Ruleset {
 	}
 	rd.cache = next
 	return rd.assemble(frags)
+}
+
+// renderOrder returns the indexes of services sorted by namespace and name,
+// and an error for each Service whose key an earlier one in the input
+// already has: that one is left out (both backends key their caches and
+// outputs by namespace/name, and "the first by namespace/name keeps a
+// contested port" needs the key to be unique).
+func renderOrder(services []Service) (order []int, dups []error) {
+	order = make([]int, 0, len(services))
+	seen := make(map[string]bool, len(services))
+	for i := range services {
+		key := services[i].Key()
+		if seen[key] {
+			dups = append(dups, fmt.Errorf("service %s: listed more than once; only the first is used", key))
+			continue
+		}
+		seen[key] = true
+		order = append(order, i)
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		return cmp.Or(cmp.Compare(services[a].Namespace, services[b].Namespace), cmp.Compare(services[a].Name, services[b].Name))
+	})
+	return order, dups
 }
 
 // sameService compares everything rendering reads.
