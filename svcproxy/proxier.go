@@ -79,10 +79,7 @@ func (c *ProxierConfig) Validate() error {
 // Sync directly. Sync is not to be called concurrently with Run.
 type Proxier struct {
 	cfg ProxierConfig
-
-	mu       sync.Mutex
-	services []Service
-	trigger  chan struct{}
+	desired
 
 	// Owned by Sync.
 	rd        *renderer
@@ -103,19 +100,36 @@ func NewProxier(cfg ProxierConfig) (*Proxier, error) {
 	if cfg.Runner == nil {
 		return nil, errors.New("svcproxy: ProxierConfig.Runner is required for the iptables Proxier")
 	}
-	return &Proxier{cfg: cfg, trigger: make(chan struct{}, 1), needFull: true, rd: newRenderer(cfg.Node)}, nil
+	return &Proxier{cfg: cfg, desired: newDesired(), needFull: true, rd: newRenderer(cfg.Node)}, nil
 }
 
-// Update replaces the desired Services (the Proxier keeps the slice; the
+// desired holds the Services a proxier is to apply, handed over by Update,
+// and wakes its Run loop. Both backends embed it.
+type desired struct {
+	mu       sync.Mutex
+	services []Service
+	trigger  chan struct{}
+}
+
+func newDesired() desired { return desired{trigger: make(chan struct{}, 1)} }
+
+// Update replaces the desired Services (the proxier keeps the slice; the
 // caller must not modify it afterwards) and wakes Run.
-func (p *Proxier) Update(services []Service) {
-	p.mu.Lock()
-	p.services = services
-	p.mu.Unlock()
+func (d *desired) Update(services []Service) {
+	d.mu.Lock()
+	d.services = services
+	d.mu.Unlock()
 	select {
-	case p.trigger <- struct{}{}:
+	case d.trigger <- struct{}{}:
 	default:
 	}
+}
+
+// current returns the Services last given to Update.
+func (d *desired) current() []Service {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.services
 }
 
 // SyncResult says what one Sync did.
@@ -151,9 +165,7 @@ var jumps = []struct {
 // canary check failed, and one every FullSyncPeriod are full: every chain is
 // rewritten and every SHOAL- chain not rendered is deleted.
 func (p *Proxier) Sync(ctx context.Context) (SyncResult, error) {
-	p.mu.Lock()
-	services := p.services
-	p.mu.Unlock()
+	services := p.current()
 	now := p.cfg.Clock.Now()
 	p.lastSync = now
 	log := p.cfg.Log

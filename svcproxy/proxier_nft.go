@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sync"
 	"time"
 )
 
@@ -15,10 +14,7 @@ import (
 // and has the same methods; only what it writes differs.
 type NFTProxier struct {
 	cfg ProxierConfig
-
-	mu       sync.Mutex
-	services []Service
-	trigger  chan struct{}
+	desired
 
 	// Owned by Sync.
 	rd        *nftRenderer
@@ -40,19 +36,7 @@ func NewNFTProxier(cfg ProxierConfig) (*NFTProxier, error) {
 	if cfg.NFT == nil {
 		return nil, errors.New("svcproxy: ProxierConfig.NFT is required for the nftables Proxier")
 	}
-	return &NFTProxier{cfg: cfg, trigger: make(chan struct{}, 1), needFull: true, rd: newNFTRenderer(cfg.Node)}, nil
-}
-
-// Update replaces the desired Services (the NFTProxier keeps the slice;
-// the caller must not modify it afterwards) and wakes Run.
-func (p *NFTProxier) Update(services []Service) {
-	p.mu.Lock()
-	p.services = services
-	p.mu.Unlock()
-	select {
-	case p.trigger <- struct{}{}:
-	default:
-	}
+	return &NFTProxier{cfg: cfg, desired: newDesired(), needFull: true, rd: newNFTRenderer(cfg.Node)}, nil
 }
 
 // Run syncs when Update is called (at most once per MinSyncInterval),
@@ -73,9 +57,7 @@ func (p *NFTProxier) Run(ctx context.Context) error {
 // flushed and rewritten, every set but the live affinity sets recreated,
 // and every chain or set of the table not rendered deleted.
 func (p *NFTProxier) Sync(ctx context.Context) (SyncResult, error) {
-	p.mu.Lock()
-	services := p.services
-	p.mu.Unlock()
+	services := p.current()
 	now := p.cfg.Clock.Now()
 	p.lastSync = now
 	log := p.cfg.Log
