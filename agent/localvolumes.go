@@ -2,8 +2,12 @@ package agent
 
 import (
 	"context"
+	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/shoal-dev/shoal/reconciler"
 	"github.com/shoal-dev/shoal/runtime"
 	"github.com/shoal-dev/shoal/state"
 )
@@ -13,6 +17,22 @@ import (
 // is live; the node holding it deletes the directory (the runtime's DeleteLocalVolume) once it
 // runs no pod of that name either, and then removes the record (state.RemoveVolumes), which
 // lets the claim's next pod be created, with a new, empty volume.
+
+// markFreshClaims tells the runtime which of the pod's claims get a new, empty volume: those
+// the leader had no volume record of when it created the pod (state.PodSpec.FreshClaims). A
+// directory the node holds for such a claim was made for an earlier incarnation of it (this
+// node declared gone and back, its volumes forgotten) and is emptied before use, unless this
+// pod made it (runtime.Containerd's setupLocalVolume). The annotation is the record's word
+// only: one the manifest sets is replaced or removed, so that no template can empty a volume.
+func markFreshClaims(p *corev1.Pod, rec *state.Pod) {
+	delete(p.Annotations, runtime.AnnotationFreshClaims)
+	if len(rec.Spec.FreshClaims) > 0 {
+		if p.Annotations == nil {
+			p.Annotations = map[string]string{}
+		}
+		p.Annotations[runtime.AnnotationFreshClaims] = strings.Join(rec.Spec.FreshClaims, ",")
+	}
+}
 
 // LocalVolumeDeleter is what the volume loop needs from a runtime; *runtime.Containerd and
 // *runtime.Fake have it. A runtime without it leaves marked volumes alone.
@@ -26,25 +46,35 @@ var (
 )
 
 // VolumesToDelete returns the volumes marked for deletion on node that can be deleted now, and
-// how many must wait: a volume waits while a record of its claim's pod on this node has not
-// terminated (Succeeded or Failed), or while the runtime holds a pod of that name in its
-// namespace (running or stopped: its mounts are still there). It is a pure function.
+// how many must wait: a volume waits while a pod that may mount its claim has a record on this
+// node that has not terminated (Succeeded or Failed), or is held by the runtime (running or
+// stopped: its mounts are still there). A pod may mount the claim if it is the claim's recorded
+// pod, or if its name ends the claim after a '-' (reconciler.ClaimMayBeOf): two StatefulSets
+// can make one claim name (template data-x of set web, template data of set x-web), and the
+// volume of one must not be deleted under the other's running pod. It is a pure function.
 func VolumesToDelete(node string, v *state.Snapshot, actual []runtime.PodStatus) (ready []state.VolumeRef, waiting int) {
-	type podName struct{ ns, name string }
-	busy := map[podName]bool{}
+	busy := map[string][]string{} // namespace → names of pods that may mount a claim there
 	for _, st := range actual {
-		busy[podName{st.Key.Namespace, st.Key.Name}] = true
+		busy[st.Key.Namespace] = append(busy[st.Key.Namespace], st.Key.Name)
 	}
 	for _, p := range v.PodsOnNode(node) {
 		if p.Status.Phase != state.PhaseSucceeded && p.Status.Phase != state.PhaseFailed {
-			busy[podName{p.Namespace, p.Name}] = true
+			busy[p.Namespace] = append(busy[p.Namespace], p.Name)
 		}
+	}
+	inUse := func(vol *state.Volume) bool {
+		for _, name := range busy[vol.Namespace] {
+			if name == vol.Pod || reconciler.ClaimMayBeOf(vol.Claim, name) {
+				return true
+			}
+		}
+		return false
 	}
 	for _, vol := range v.Volumes() {
 		if vol.Node != node || vol.Deleting.IsZero() {
 			continue
 		}
-		if vol.Pod != "" && busy[podName{vol.Namespace, vol.Pod}] {
+		if inUse(vol) {
 			waiting++
 			continue
 		}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/shoal-dev/shoal/runtime"
 	"github.com/shoal-dev/shoal/state"
 )
@@ -175,5 +177,62 @@ func TestVolumesToDelete(t *testing.T) {
 	want := []state.VolumeRef{{Namespace: "default", Claim: "data-db-1", Node: "n1"}, {Namespace: "default", Claim: "data-db-3", Node: "n1"}}
 	if !slices.Equal(ready, want) || waiting != 1 {
 		t.Errorf("ready %v, waiting %d; want %v and data-db-4 waiting", ready, waiting, want)
+	}
+}
+
+// TestVolumesToDeleteCollidingClaim: claim data-x-web-0 of set x-web's pod x-web-0 is also the
+// claim of set web's pod web-0 (template data-x). Marked for deletion (x-web scaled away), it
+// waits while web-0 has a live record on this node or is held by the runtime; a web-0 in
+// another namespace does not hold it.
+func TestVolumesToDeleteCollidingClaim(t *testing.T) {
+	s, err := state.NewStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := func(c state.Command) {
+		t.Helper()
+		if res, err := s.ApplyCommand(c); err != nil || len(res.Rejected) > 0 {
+			t.Fatalf("%T: %+v, %v", c, res, err)
+		}
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	apply(&state.UpsertNode{Node: state.Node{Name: "n1", Status: state.NodeReady}})
+	apply(&state.RecordVolumes{Volumes: []state.Volume{{Namespace: "shop", Claim: "data-x-web-0", Node: "n1", Owner: "x-web", Pod: "x-web-0", WhenScaled: state.DeleteOnRemove}}})
+	apply(&state.DeleteVolumes{Volumes: []state.VolumeRef{{Namespace: "shop", Claim: "data-x-web-0", Node: "n1"}}, Time: now})
+	ref := state.VolumeRef{Namespace: "shop", Claim: "data-x-web-0", Node: "n1"}
+
+	held := []runtime.PodStatus{{Key: runtime.PodKey{Namespace: "shop", Name: "web-0", UID: "u1"}}}
+	if ready, waiting := VolumesToDelete("n1", s.Snapshot(), held); len(ready) != 0 || waiting != 1 {
+		t.Errorf("runtime holds web-0: ready %v, waiting %d; want data-x-web-0 waiting", ready, waiting)
+	}
+	other := []runtime.PodStatus{{Key: runtime.PodKey{Namespace: "other", Name: "web-0", UID: "u2"}}}
+	if ready, waiting := VolumesToDelete("n1", s.Snapshot(), other); !slices.Equal(ready, []state.VolumeRef{ref}) || waiting != 0 {
+		t.Errorf("web-0 in another namespace: ready %v, waiting %d; want data-x-web-0 ready", ready, waiting)
+	}
+
+	apply(&state.CreatePods{Pods: []state.Pod{{UID: "u1", Namespace: "shop", Name: "web-0", Owner: state.Owner{Kind: "StatefulSet", Name: "web"}}}, Time: now})
+	apply(&state.BindPods{Bindings: []state.Binding{{UID: "u1", Node: "n1"}}})
+	if ready, waiting := VolumesToDelete("n1", s.Snapshot(), nil); len(ready) != 0 || waiting != 1 {
+		t.Errorf("web-0 bound here: ready %v, waiting %d; want data-x-web-0 waiting", ready, waiting)
+	}
+	apply(&state.UpdatePodStatus{Node: "n1", Updates: []state.PodStatusUpdate{{UID: "u1", Status: state.PodStatus{Phase: state.PhaseSucceeded}}}})
+	if ready, waiting := VolumesToDelete("n1", s.Snapshot(), nil); !slices.Equal(ready, []state.VolumeRef{ref}) || waiting != 0 {
+		t.Errorf("web-0 terminated: ready %v, waiting %d; want data-x-web-0 ready", ready, waiting)
+	}
+}
+
+// TestMarkFreshClaims: the runtime learns a pod's fresh claims from its record only; an
+// annotation a template sets is replaced, or removed when the record lists none.
+func TestMarkFreshClaims(t *testing.T) {
+	p := &corev1.Pod{}
+	p.Annotations = map[string]string{runtime.AnnotationFreshClaims: "data-db-0", "keep": "me"}
+	markFreshClaims(p, &state.Pod{})
+	if _, ok := p.Annotations[runtime.AnnotationFreshClaims]; ok || p.Annotations["keep"] != "me" {
+		t.Errorf("record without fresh claims: annotations %v", p.Annotations)
+	}
+	p = &corev1.Pod{}
+	markFreshClaims(p, &state.Pod{Spec: state.PodSpec{FreshClaims: []string{"data-db-1", "logs-db-1"}}})
+	if got := p.Annotations[runtime.AnnotationFreshClaims]; got != "data-db-1,logs-db-1" || !runtime.FreshClaim(p.Annotations, "logs-db-1") {
+		t.Errorf("record with fresh claims: annotation %q", got)
 	}
 }

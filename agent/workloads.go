@@ -161,6 +161,7 @@ func podManifest(set *manifest.Set, rec *state.Pod) (*corev1.Pod, error) {
 		return nil, fmt.Errorf("pod %s/%s: %w", rec.Namespace, rec.Name, err)
 	}
 	p := templatePod(t, rec.Namespace, rec.Name, rec.UID, rec.Labels)
+	markFreshClaims(p, rec) // localvolumes.go
 	switch obj := o.Obj.(type) {
 	case *appsv1.StatefulSet:
 		p.Spec.Hostname = rec.Name

@@ -18,7 +18,7 @@ import (
 // The objects are expected to be decoded with Kubernetes' defaults applied (Decode does that),
 // so a field Kubernetes defaults is only checked when it holds a value Kubernetes would reject.
 // Checks that span objects (a Service's selector, a volume's ConfigMap, a StatefulSet's
-// headless Service, two Services claiming one ClusterIP) look objects up by Key in the Set, so
+// headless Service, two Services claiming one ClusterIP, two StatefulSets making one claim name) look objects up by Key in the Set, so
 // the whole pass is linear in the number of objects.
 //
 // Validate never reads a Secret's values: it knows their keys only (SecretInfo), and no message
@@ -59,6 +59,7 @@ func validate(s *Set, workers int) ErrorList {
 		all.errs = append(all.errs, v.errs...)
 		all.ipClaims = append(all.ipClaims, v.ipClaims...)
 		all.portClaims = append(all.portClaims, v.portClaims...)
+		all.claimPrefixes = append(all.claimPrefixes, v.claimPrefixes...)
 	}
 	all.settleClaims()
 	all.errs.Sort()
@@ -76,6 +77,9 @@ type validator struct {
 	// key order, settled by settleClaims.
 	ipClaims   []ipClaim
 	portClaims []portClaim
+	// claimPrefixes are the StatefulSets' claim names less the ordinal, in key order, settled
+	// by settleClaims (validate_workloads.go).
+	claimPrefixes []claimPrefix
 }
 
 // validateShared is what a pass's workers share: indexes built once, on first use.

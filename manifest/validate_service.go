@@ -217,6 +217,7 @@ func (v *validator) settleClaims() {
 				c.key.port, c.key.proto, first.o.Key, first.o.At(first.path))
 		}
 	}
+	v.settleClaimPrefixes()
 }
 
 // sessionAffinity checks spec.sessionAffinity and its ClientIP timeout.

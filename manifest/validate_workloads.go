@@ -212,6 +212,8 @@ func (v *validator) volumeClaimTemplates(o *Object, vcts []corev1.PersistentVolu
 			v.errorf(o, p+".metadata.name", "duplicate claim name %q: volumeClaimTemplates names must be unique; rename one", c.Name)
 		default:
 			names[c.Name] = true
+			v.claimPrefixes = append(v.claimPrefixes, claimPrefix{o: o, path: p + ".metadata.name", template: c.Name,
+				key: Key{Namespace: o.Key.Namespace, Name: c.Name + "-" + o.Key.Name}})
 		}
 		storage, ok := c.Spec.Resources.Requests[corev1.ResourceStorage]
 		switch {
@@ -332,5 +334,32 @@ func (v *validator) cronSchedule(o *Object, schedule string) {
 	}
 	if _, err := cron.ParseStandard(s); err != nil {
 		v.errorf(o, path, "invalid schedule %q: %v; use five fields (minute hour day-of-month month day-of-week) or a descriptor such as @hourly", schedule, err)
+	}
+}
+
+// claimPrefix is what a StatefulSet's claim template names: its pods' claims are
+// TEMPLATE-SET-ORDINAL in the set's namespace, one node-local volume each.
+type claimPrefix struct {
+	o        *Object
+	path     string
+	template string
+	key      Key // namespace, and TEMPLATE-SET
+}
+
+// settleClaimPrefixes reports every claim template whose claims another StatefulSet's template
+// makes too (template data-x of set web and template data of set x-web both make
+// data-x-web-0), naming the first in key order. Two claims that differ in their prefix never
+// meet (the ordinal has no '-'), so equal prefixes are the only collision. The sets' pods
+// would share volumes, and one set's retention policy would delete the other's data.
+func (v *validator) settleClaimPrefixes() {
+	seen := make(map[Key]claimPrefix, len(v.claimPrefixes))
+	for _, c := range v.claimPrefixes {
+		first, dup := seen[c.key]
+		if !dup {
+			seen[c.key] = c
+			continue
+		}
+		v.errorf(c.o, c.path, "claim template %q makes the claims %s-0, %s-1...; so does template %q of %s (%s): their pods would share volumes, and one set's retention policy would delete the other's data; rename one template",
+			c.template, c.key.Name, c.key.Name, first.template, first.o.Key, first.o.At(first.path))
 	}
 }

@@ -290,3 +290,44 @@ spec: {clusterIP: None, selector: {app: db}, ports: [{port: 1}]}
 		t.Errorf("whenScaled: Remove: %v", errs)
 	}
 }
+
+// TestStatefulSetClaimCollision: two StatefulSets whose claim templates make the same claim
+// names in one namespace are refused, on the later one in key order, naming the other; in two
+// namespaces they are fine.
+func TestStatefulSetClaimCollision(t *testing.T) {
+	sts := func(ns, name, template string) string {
+		return `apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: ` + name + `, namespace: ` + ns + `}
+spec:
+  serviceName: ` + name + `
+  selector: {matchLabels: {app: ` + name + `}}
+  template:
+    metadata: {labels: {app: ` + name + `}}
+    spec:
+      containers: [{name: db, image: db:1, volumeMounts: [{name: ` + template + `, mountPath: /data}]}]
+  volumeClaimTemplates:
+  - metadata: {name: ` + template + `}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ` + name + `, namespace: ` + ns + `}
+spec: {clusterIP: None, selector: {app: ` + name + `}, ports: [{port: 1}]}
+---
+`
+	}
+	ns := "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: shop2}\n---\n"
+	_, errs := Load(fstest.MapFS{"db.yaml": {Data: []byte(ns + sts("shop", "x-web", "data") + sts("shop", "web", "data-x"))}}, ".")
+	if len(errs) != 1 {
+		t.Fatalf("colliding claims: %v", errs)
+	}
+	e := errs[0]
+	if e.Object != (Key{Kind: "StatefulSet", Namespace: "shop", Name: "x-web"}) || e.Field != "spec.volumeClaimTemplates[0].metadata.name" ||
+		!strings.Contains(e.Message, `template "data-x" of StatefulSet shop/web (db.yaml:`) || !strings.Contains(e.Message, "data-x-web-0") {
+		t.Errorf("colliding claims: %v", e)
+	}
+	if _, errs := Load(fstest.MapFS{"db.yaml": {Data: []byte(ns + sts("shop", "x-web", "data") + sts("shop2", "web", "data-x"))}}, "."); len(errs) != 0 {
+		t.Errorf("claims in two namespaces refused: %v", errs)
+	}
+}

@@ -100,6 +100,9 @@ type Plan struct {
 	// Volumes records where StatefulSet claims' local volumes live, with their owner and
 	// retention policy (see volumes.go).
 	Volumes []state.Volume
+	// UpdateVolumes keeps the owner, pod, retention policy and prune choice recorded on
+	// existing volume records in step with Git; the store never makes a record from one.
+	UpdateVolumes []state.Volume
 	// ForgetVolumes removes the records of volumes whose node is gone.
 	ForgetVolumes []state.VolumeRef
 	// DeleteVolumes marks volumes for deletion under their StatefulSet's retention policy;
@@ -114,7 +117,7 @@ type Plan struct {
 // Empty reports whether the plan changes nothing in the store.
 func (p *Plan) Empty() bool {
 	return len(p.Create) == 0 && len(p.Desired) == 0 && len(p.Delete) == 0 && len(p.Events) == 0 && len(p.Volumes) == 0 &&
-		len(p.ForgetVolumes) == 0 && len(p.DeleteVolumes) == 0
+		len(p.UpdateVolumes) == 0 && len(p.ForgetVolumes) == 0 && len(p.DeleteVolumes) == 0
 }
 
 // MaxBatch is the most items Commands puts in one command: the state store's figures are for
@@ -131,6 +134,9 @@ func (p *Plan) Commands() []state.Command {
 	var out []state.Command
 	for i := 0; i < len(p.Volumes); i += MaxBatch {
 		out = append(out, &state.RecordVolumes{Volumes: p.Volumes[i:min(i+MaxBatch, len(p.Volumes))]})
+	}
+	for i := 0; i < len(p.UpdateVolumes); i += MaxBatch {
+		out = append(out, &state.RecordVolumes{Updates: p.UpdateVolumes[i:min(i+MaxBatch, len(p.UpdateVolumes))]})
 	}
 	for i := 0; i < len(p.ForgetVolumes); i += MaxBatch {
 		out = append(out, &state.RemoveVolumes{Volumes: p.ForgetVolumes[i:min(i+MaxBatch, len(p.ForgetVolumes))]})

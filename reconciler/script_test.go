@@ -192,7 +192,10 @@ func describePlan(before *state.Snapshot, p *Plan, now time.Time) string {
 		return uid
 	}
 	for _, v := range p.Volumes {
-		fmt.Fprintf(&b, "record-volume %s/%s on %s (pod %s, whenDeleted=%s whenScaled=%s)\n", v.Namespace, v.Claim, v.Node, v.Pod, v.WhenDeleted, v.WhenScaled)
+		fmt.Fprintf(&b, "record-volume %s/%s on %s (pod %s, whenDeleted=%s whenScaled=%s%s)\n", v.Namespace, v.Claim, v.Node, v.Pod, v.WhenDeleted, v.WhenScaled, keepFlag(v.Keep))
+	}
+	for _, v := range p.UpdateVolumes {
+		fmt.Fprintf(&b, "update-volume %s/%s on %s (pod %s, whenDeleted=%s whenScaled=%s%s)\n", v.Namespace, v.Claim, v.Node, v.Pod, v.WhenDeleted, v.WhenScaled, keepFlag(v.Keep))
 	}
 	for _, v := range p.ForgetVolumes {
 		fmt.Fprintf(&b, "forget-volume %s/%s on %s\n", v.Namespace, v.Claim, v.Node)
@@ -210,6 +213,9 @@ func describePlan(before *state.Snapshot, p *Plan, now time.Time) string {
 		fmt.Fprintf(&b, "create %s rev=%s commit=%s", c.Name, c.TemplateHash, c.Commit)
 		if c.Spec.PinnedNode != "" {
 			fmt.Fprintf(&b, " pinned=%s", c.Spec.PinnedNode)
+		}
+		if len(c.Spec.FreshClaims) > 0 {
+			fmt.Fprintf(&b, " fresh=%s", strings.Join(c.Spec.FreshClaims, ","))
 		}
 		b.WriteString("\n")
 	}
@@ -248,12 +254,20 @@ func describePods(s *state.Snapshot) string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
+// keepFlag prints a volume record's Keep (prune disabled).
+func keepFlag(keep bool) string {
+	if keep {
+		return " keep"
+	}
+	return ""
+}
+
 func describeVolumes(s *state.Snapshot, now time.Time) string {
 	var b strings.Builder
 	for _, v := range s.Volumes() {
 		fmt.Fprintf(&b, "%s/%s on %s", v.Namespace, v.Claim, v.Node)
 		if v.Owner != "" {
-			fmt.Fprintf(&b, " pod=%s whenDeleted=%s whenScaled=%s", v.Pod, v.WhenDeleted, v.WhenScaled)
+			fmt.Fprintf(&b, " pod=%s whenDeleted=%s whenScaled=%s%s", v.Pod, v.WhenDeleted, v.WhenScaled, keepFlag(v.Keep))
 		}
 		fmt.Fprintf(&b, " created -%s", now.Sub(v.Created))
 		if !v.Deleting.IsZero() {

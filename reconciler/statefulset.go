@@ -46,11 +46,12 @@ type sts struct {
 	slots     []slot // ordinals start..start+replicas-1
 	condemned []slot // ordinals out of range, highest first
 	parallel  bool
+	keep      bool // shoal.dev/prune: disabled, recorded on the set's volumes
 }
 
 func (r *run) statefulSet(o *manifest.Object, s *appsv1.StatefulSet) {
 	x := &sts{r: r, key: o.Key, spec: &s.Spec, replicas: int(ptrOr(s.Spec.Replicas, 1)),
-		parallel: s.Spec.PodManagementPolicy == appsv1.ParallelPodManagement}
+		parallel: s.Spec.PodManagementPolicy == appsv1.ParallelPodManagement, keep: keepOnPrune(o)}
 	if s.Spec.Ordinals != nil {
 		x.start = int(s.Spec.Ordinals.Start)
 	}
@@ -190,13 +191,18 @@ func (x *sts) create(sl *slot) {
 	labels[LabelStatefulSetPod] = name
 	labels[LabelPodIndex] = strconv.Itoa(sl.ord)
 	p.Labels = labels
-	// A pod of an old revision copies the spec of a record of it, pin included; the pin is
-	// the claims' volumes' node now, which may have been deleted or forgotten since.
-	p.Spec.PinnedNode = ""
+	// A pod of an old revision copies the spec of a record of it, pin and fresh claims
+	// included; the pin is the claims' volumes' node now, which may have been deleted or
+	// forgotten since. A claim with no volume gets a new, empty one wherever the pod is
+	// placed (FreshClaims): its node must not reopen a directory an earlier incarnation of the
+	// claim left there.
+	p.Spec.PinnedNode, p.Spec.FreshClaims = "", nil
 	for _, t := range x.spec.VolumeClaimTemplates {
-		node := x.r.volumeNode(x.key.Namespace, ClaimName(t.Name, name))
+		claim := ClaimName(t.Name, name)
+		node := x.r.volumeNode(x.key.Namespace, claim)
 		switch {
 		case node == "":
+			p.Spec.FreshClaims = append(p.Spec.FreshClaims, claim)
 		case p.Spec.PinnedNode == "":
 			p.Spec.PinnedNode = node
 		case p.Spec.PinnedNode != node:

@@ -57,10 +57,12 @@ spec:
 // once the world calms down (the operator declares the unreachable nodes gone) the set
 // converges to its replicas, every ordinal at or above the partition on the new revision.
 //
-// The set has a claim template with a random retention policy, and is sometimes removed from
-// Git and brought back: the nodes (world.sync) report, and the test fails on, any pod started
-// on a volume being deleted and any volume marked for deletion while a pod of its claim runs
-// anywhere; after the calm every live pod runs on its claim's volume's node.
+// The set has a claim template with a random retention policy, is sometimes annotated
+// shoal.dev/prune: disabled, and is sometimes removed from Git and brought back: the nodes
+// (world.sync) report, and the test fails on, any pod started on a volume being deleted or with
+// a fresh claim that has a record, and any volume marked for deletion while a pod of its claim
+// runs anywhere; no volume of a prune-disabled set is marked while the set is out of Git; after
+// the calm every live pod runs on its claim's volume's node.
 func TestStatefulSetNameNeverLiveTwice(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		w := newWorld(t)
@@ -72,7 +74,16 @@ func TestStatefulSetNameNeverLiveTwice(t *testing.T) {
 		for i := range nodes {
 			w.addNode(fmt.Sprintf("n%d", i+1))
 		}
-		commit := func() { w.commitYAML(statefulSetVolumesYAML(replicas, policy, partition, image, retention)) }
+		keep := rapid.Bool().Draw(rt, "pruneDisabled")
+		inGit := true
+		commit := func() {
+			doc := statefulSetVolumesYAML(replicas, policy, partition, image, retention)
+			if keep {
+				doc = strings.Replace(doc, "metadata: {name: db, namespace: default}\nspec:", "metadata: {name: db, namespace: default, annotations: {shoal.dev/prune: disabled}}\nspec:", 1)
+			}
+			w.commitYAML(doc)
+			inGit = true
+		}
 		commit()
 
 		noTwice := func(when string) {
@@ -88,6 +99,9 @@ func TestStatefulSetNameNeverLiveTwice(t *testing.T) {
 		reconcile := func() {
 			before := w.store.Snapshot()
 			p := w.reconcile()
+			if keep && !inGit && len(p.DeleteVolumes) > 0 {
+				rt.Fatalf("volumes %v of a prune-disabled set marked for deletion after it left Git\n%s", p.DeleteVolumes, describeVolumes(before, w.now))
+			}
 			if policy != "OrderedReady" {
 				return
 			}
@@ -152,6 +166,7 @@ func TestStatefulSetNameNeverLiveTwice(t *testing.T) {
 			case 11:
 				// Removed from Git (pruned); the next commit of the set brings it back.
 				w.commitYAML("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other, namespace: default}\ndata: {a: b}\n")
+				inGit = false
 			}
 			noTwice("after a world event")
 		}

@@ -21,10 +21,14 @@ import (
 // Its end (Kubernetes' KEP-1847): with whenScaled: Delete, the volumes of ordinals scaled
 // away are deleted once their pods' records are gone; with whenDeleted: Delete, those of a
 // StatefulSet removed from Git (with its Namespace, or alone), read from the policy recorded
-// on the volume since the set is no longer in the commit. Deleting is two steps: the plan
+// on the volume since the set is no longer in the commit; a set annotated shoal.dev/prune:
+// disabled keeps its volumes, read from the choice recorded on the volume (Keep) too, since a
+// volume scaled away has no pod whose label would tell. Deleting is two steps: the plan
 // marks the volume (Plan.DeleteVolumes), its node deletes the directory and removes the
 // record; until the record is gone no pod of the claim is created, and the next one gets a
-// new, empty volume. A volume whose node is gone (status Gone, or no record) is forgotten
+// new, empty volume: the pod is created unpinned, with the claim in its FreshClaims, and its
+// node empties a directory an earlier incarnation of the claim left there (a node declared
+// gone that comes back under its name still has its directories). A volume whose node is gone (status Gone, or no record) is forgotten
 // (Plan.ForgetVolumes): its data went with the node, and the claim's next pod is placed
 // anywhere. Records written before owners were recorded are retained until a pod of the
 // claim starts and its owner is recorded.
@@ -108,6 +112,12 @@ func (r *run) volumeNode(namespace, claim string) string {
 	return ""
 }
 
+// keepOnPrune reports whether the object asks for what it made to stay when it leaves Git
+// (shoal.dev/prune: disabled).
+func keepOnPrune(o *manifest.Object) bool {
+	return o.Meta().GetAnnotations()[manifest.AnnotationPrune] == manifest.PruneDisabled
+}
+
 // retention is a StatefulSet's claim retention policy as the store records it.
 func retention(s *appsv1.StatefulSetSpec) (whenDeleted, whenScaled state.Retention) {
 	whenDeleted, whenScaled = state.Retain, state.Retain
@@ -126,7 +136,8 @@ func retention(s *appsv1.StatefulSetSpec) (whenDeleted, whenScaled state.Retenti
 // pod started, unless they are recorded already (anywhere: a volume never moves; a pod
 // started elsewhere despite its pin is a conflict the create step reports) or the node has no
 // record any more or is gone. A record without an owner (written before owners were
-// recorded) on the pod's node learns its owner and policy.
+// recorded) on the pod's node learns its owner and policy (an update: the store makes no
+// record from it).
 func (x *sts) noteVolumes(p *state.Pod) {
 	if p.NodeName == "" || p.Status.StartTime.IsZero() {
 		return
@@ -138,11 +149,11 @@ func (x *sts) noteVolumes(p *state.Pod) {
 	for _, t := range x.spec.VolumeClaimTemplates {
 		claim := ClaimName(t.Name, p.Name)
 		rec := state.Volume{Namespace: x.key.Namespace, Claim: claim, Node: p.NodeName, Created: p.Status.StartTime,
-			Owner: x.key.Name, Pod: p.Name, WhenDeleted: whenDeleted, WhenScaled: whenScaled}
+			Owner: x.key.Name, Pod: p.Name, WhenDeleted: whenDeleted, WhenScaled: whenScaled, Keep: x.keep}
 		if n := x.r.volumeNode(x.key.Namespace, claim); n != "" {
-			if v := x.r.volume(x.key.Namespace, claim); v != nil && v.Owner == "" && v.Node == p.NodeName {
+			if v := x.r.volume(x.key.Namespace, claim); v != nil && v.Owner == "" && v.Node == p.NodeName && v.Deleting.IsZero() {
 				rec.Created = v.Created
-				x.r.plan.Volumes = append(x.r.plan.Volumes, rec)
+				x.r.plan.UpdateVolumes = append(x.r.plan.UpdateVolumes, rec)
 			}
 			continue
 		}
@@ -175,26 +186,28 @@ func (x *sts) waitForClaim(pod, claim, node string) {
 	x.r.event(x.key, "Normal", ReasonWaitingForClaim, msg)
 }
 
-// retainVolumes applies whenScaled to the set's volumes, and keeps the policy recorded on
-// them in step with Git (so that it is known once the set has left Git). A volume of an
-// ordinal out of range is deleted under whenScaled: Delete once no record of its pod remains.
+// retainVolumes applies whenScaled to the set's volumes, and keeps the policy and prune choice
+// recorded on them in step with Git (so that they are known once the set has left Git). A
+// volume of an ordinal out of range is deleted under whenScaled: Delete once no record of a
+// pod that may mount it remains. A volume marked for deletion is left alone: its record goes
+// with its directory, and an update must not race the node's removal.
 func (x *sts) retainVolumes() {
 	whenDeleted, whenScaled := retention(x.spec)
 	for _, v := range x.r.vols.byOwner[ownerKey{x.key.Namespace, x.key.Name}] {
-		if x.r.vols.forgot[volumeKey{v.Namespace, v.Claim}] {
+		if x.r.vols.forgot[volumeKey{v.Namespace, v.Claim}] || !v.Deleting.IsZero() {
 			continue
 		}
-		if v.WhenDeleted != whenDeleted || v.WhenScaled != whenScaled {
-			x.r.plan.Volumes = append(x.r.plan.Volumes, state.Volume{Namespace: v.Namespace, Claim: v.Claim, Node: v.Node,
-				Created: v.Created, Owner: v.Owner, Pod: v.Pod, WhenDeleted: whenDeleted, WhenScaled: whenScaled})
+		if v.WhenDeleted != whenDeleted || v.WhenScaled != whenScaled || v.Keep != x.keep {
+			x.r.plan.UpdateVolumes = append(x.r.plan.UpdateVolumes, state.Volume{Namespace: v.Namespace, Claim: v.Claim, Node: v.Node,
+				Created: v.Created, Owner: v.Owner, Pod: v.Pod, WhenDeleted: whenDeleted, WhenScaled: whenScaled, Keep: x.keep})
 		}
-		if !whenScaled.Deletes() || !v.Deleting.IsZero() {
+		if !whenScaled.Deletes() {
 			continue
 		}
 		if ord, ok := ordinalOf(x.key.Name, v.Pod); !ok || ord >= x.start && ord < x.start+x.replicas {
 			continue
 		}
-		if x.r.podRemains(v.Namespace, v.Owner, v.Pod) {
+		if x.r.claimInUse(v) {
 			continue
 		}
 		x.r.deleteVolume(x.key, v, "whenScaled")
@@ -204,8 +217,9 @@ func (x *sts) retainVolumes() {
 // retainOrphanVolumes applies whenDeleted to the volumes of StatefulSets no longer in the
 // object set, from the policy recorded on each volume: with Delete, a volume is deleted once
 // no record of its pod remains (prune stops the pods first). An object that asked for its
-// pods to be kept (shoal.dev/prune: disabled) keeps its volumes too, and so does any volume
-// whose pod's record remains.
+// pods to be kept (shoal.dev/prune: disabled, in the commit before its removal or as recorded
+// on the volume) keeps its volumes too, and so does any volume a remaining pod record may
+// mount.
 func (r *run) retainOrphanVolumes() {
 	owners := make([]ownerKey, 0, len(r.vols.byOwner))
 	for o := range r.vols.byOwner {
@@ -223,10 +237,10 @@ func (r *run) retainOrphanVolumes() {
 			continue
 		}
 		for _, v := range r.vols.byOwner[o] {
-			if r.vols.forgot[volumeKey{v.Namespace, v.Claim}] || !v.Deleting.IsZero() || !v.WhenDeleted.Deletes() {
+			if r.vols.forgot[volumeKey{v.Namespace, v.Claim}] || !v.Deleting.IsZero() || !v.WhenDeleted.Deletes() || v.Keep {
 				continue
 			}
-			if r.podRemains(v.Namespace, v.Owner, v.Pod) {
+			if r.claimInUse(v) {
 				continue
 			}
 			r.deleteVolume(key, v, "whenDeleted")
@@ -234,14 +248,25 @@ func (r *run) retainOrphanVolumes() {
 	}
 }
 
-// podRemains reports whether a record of the StatefulSet's pod remains after this plan.
-func (r *run) podRemains(namespace, owner, pod string) bool {
-	for _, p := range r.in.State.PodsByOwner(namespace, "StatefulSet", owner) {
-		if p.Name == pod && !r.deleted[p.UID] {
+// claimInUse reports whether a pod record that may mount the volume's claim remains after this
+// plan: its own pod's, or that of any pod in its namespace named by a suffix of the claim
+// after a '-' (ClaimMayBeOf). Two StatefulSets can make one claim name (template data-x of
+// set web and template data of set x-web both make data-x-web-0; validation refuses it, but
+// records made before it may remain), so the recorded pod alone is not enough.
+func (r *run) claimInUse(v *state.Volume) bool {
+	for _, p := range r.in.State.Pods() {
+		if p.Namespace == v.Namespace && !r.deleted[p.UID] && (p.Name == v.Pod || ClaimMayBeOf(v.Claim, p.Name)) {
 			return true
 		}
 	}
 	return false
+}
+
+// ClaimMayBeOf reports whether claim may be a claim of the StatefulSet pod named pod: whether
+// it is ClaimName(template, pod) for some template name. The node's volume loop uses it too:
+// it is what can be known of a pod's claims without its manifest.
+func ClaimMayBeOf(claim, pod string) bool {
+	return pod != "" && len(claim) > len(pod)+1 && claim[len(claim)-len(pod)-1:] == "-"+pod
 }
 
 func (r *run) deleteVolume(owner manifest.Key, v *state.Volume, why string) {

@@ -151,8 +151,8 @@ func TestStatefulSetVolumeOldRecords(t *testing.T) {
 	p = w.reconcile()
 	want := state.Volume{Namespace: "shop", Claim: "data-db-0", Node: "n1", Created: created, Owner: "db", Pod: "db-0",
 		WhenDeleted: state.DeleteOnRemove, WhenScaled: state.DeleteOnRemove}
-	if len(p.Volumes) != 1 || p.Volumes[0] != want {
-		t.Fatalf("volumes %+v, want data-db-0 to learn its owner: %+v", p.Volumes, want)
+	if len(p.Volumes) != 0 || len(p.UpdateVolumes) != 1 || p.UpdateVolumes[0] != want {
+		t.Fatalf("volumes %+v, updates %+v, want data-db-0 to learn its owner (an update): %+v", p.Volumes, p.UpdateVolumes, want)
 	}
 	if v := w.store.Snapshot().Volume("shop", "data-db-0"); v == nil || *v != want {
 		t.Fatalf("store: %+v", v)

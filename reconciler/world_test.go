@@ -19,6 +19,7 @@ type world struct {
 	store    *state.Store
 	now      time.Time
 	objs     *manifest.Set
+	prevObjs *manifest.Set // the commit before objs, as the leader passes it (Input.Previous)
 	commit   string
 	pinnedAt time.Time
 	commits  int
@@ -93,6 +94,7 @@ func (w *world) commitYAML(doc string) {
 		w.t.Fatal(err)
 	}
 	w.commits++
+	w.prevObjs = w.objs
 	w.objs, w.commit, w.pinnedAt = set, fmt.Sprintf("c%d", w.commits), w.now
 }
 
@@ -110,7 +112,7 @@ func (w *world) reconcile() *Plan {
 }
 
 func (w *world) input(s Snapshot) Input {
-	return Input{Objects: w.objs, Commit: w.commit, PinnedAt: w.pinnedAt, State: s, Now: w.now, ConfigHashes: w.config,
+	return Input{Objects: w.objs, Previous: w.prevObjs, Commit: w.commit, PinnedAt: w.pinnedAt, State: s, Now: w.now, ConfigHashes: w.config,
 		TimeZone: time.LoadLocation}
 }
 
@@ -181,6 +183,12 @@ func (w *world) sync() {
 						w.violations = append(w.violations, fmt.Sprintf("pod %s starts on %s while the volume of its claim %s is being deleted on %s", p.Name, n.Name, v.Claim, v.Node))
 					}
 				}
+				// A fresh claim's directory is emptied by the node: it must have no record.
+				for _, c := range p.Spec.FreshClaims {
+					if v := snap.Volume(p.Namespace, c); v != nil {
+						w.violations = append(w.violations, fmt.Sprintf("pod %s starts on %s with claim %s fresh, but its volume is recorded on %s", p.Name, n.Name, c, v.Node))
+					}
+				}
 				run[p.Name] = p.UID
 				keep[p.Name] = true
 				ups = append(ups, state.PodStatusUpdate{UID: p.UID, Status: state.PodStatus{Phase: state.PhaseRunning, StartTime: w.now}})
@@ -201,8 +209,9 @@ func (w *world) sync() {
 }
 
 // syncVolumes is every reachable node deleting the volumes marked for deletion on it, unless a
-// pod of the claim still runs there; and checks that the store never marks a volume while a
-// pod of its claim runs anywhere.
+// pod that may mount the claim still runs there; and checks that the store never marks a volume
+// while a pod that may mount it (its own, or another set's pod whose claim has the same name)
+// runs anywhere.
 func (w *world) syncVolumes() {
 	snap := w.store.Snapshot()
 	byNode := map[string][]state.VolumeRef{}
@@ -212,9 +221,11 @@ func (w *world) syncVolumes() {
 		}
 		busy := false
 		for node, run := range w.running {
-			if _, ok := run[v.Pod]; ok && v.Pod != "" {
-				busy = busy || node == v.Node
-				w.violations = append(w.violations, fmt.Sprintf("volume %s/%s is being deleted while pod %s runs on %s", v.Namespace, v.Claim, v.Pod, node))
+			for name := range run {
+				if name == v.Pod || ClaimMayBeOf(v.Claim, name) {
+					busy = busy || node == v.Node
+					w.violations = append(w.violations, fmt.Sprintf("volume %s/%s is being deleted while pod %s, which may mount it, runs on %s", v.Namespace, v.Claim, name, node))
+				}
 			}
 		}
 		if n := snap.Node(v.Node); busy || n == nil || n.Status != state.NodeReady {

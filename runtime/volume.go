@@ -75,9 +75,28 @@ type DownwardAPIFile struct {
 // LocalVolume is a node-local persistent volume: a directory under
 // DataDir/volumes/local/NAMESPACE/CLAIM that outlives the pod, so a pod
 // that uses the same claim again (a StatefulSet's pod) finds its data.
-// DeleteLocalVolume removes it.
+// DeleteLocalVolume removes it. A claim the pod's annotation
+// AnnotationFreshClaims lists gets a new, empty volume instead (see
+// setupLocalVolume).
 type LocalVolume struct {
 	Claim string
+}
+
+// AnnotationFreshClaims lists, comma-separated, the pod's claims that must
+// get a new, empty volume: the leader had no volume record of them when it
+// created the pod (state.PodSpec.FreshClaims). The node agent sets it from
+// the pod record, replacing whatever a manifest says.
+const AnnotationFreshClaims = "shoal.dev/fresh-claims"
+
+// FreshClaim reports whether annotations (a pod's) list claim in
+// AnnotationFreshClaims.
+func FreshClaim(annotations map[string]string, claim string) bool {
+	for _, c := range strings.Split(annotations[AnnotationFreshClaims], ",") {
+		if c == claim {
+			return true
+		}
+	}
+	return false
 }
 
 // Mount is a container's volumeMount.

@@ -22,6 +22,7 @@ import (
 //	DataDir/pods/UID/volumes/NAME          emptyDir, configMap, downwardAPI (disk)
 //	DataDir/pods/UID/volumes/NAME          emptyDir medium Memory, secret (a tmpfs mounted there)
 //	DataDir/volumes/local/NAMESPACE/CLAIM  persistentVolumeClaim
+//	DataDir/volumes/local-pods/NAMESPACE/CLAIM  UID of the pod that made a fresh claim's volume
 //
 // ConfigMap and secret volumes use the kubelet's atomic ..data layout and
 // are updated in place by RefreshVolumes (volume_refresh.go); downwardAPI
@@ -37,6 +38,13 @@ func (c *Containerd) LocalVolumePath(namespace, claim string) string {
 	return filepath.Join(c.cfg.DataDir, "volumes", "local", namespace, claim)
 }
 
+// localVolumeMaker is where the UID of the pod that made a fresh claim's
+// volume is kept: beside the volume, not in it (the pod sees the whole
+// directory, and a database refuses to initialise a non-empty one).
+func (c *Containerd) localVolumeMaker(namespace, claim string) string {
+	return filepath.Join(c.cfg.DataDir, "volumes", "local-pods", namespace, claim)
+}
+
 // DeleteLocalVolume deletes a claim's local persistent volume and its
 // data. The caller makes sure no pod uses it (the runtime does not check).
 // Deleting a missing volume is not an error.
@@ -47,9 +55,87 @@ func (c *Containerd) DeleteLocalVolume(namespace, claim string) error {
 	if err := os.RemoveAll(c.LocalVolumePath(namespace, claim)); err != nil {
 		return fmt.Errorf("delete local volume %s/%s: %w", namespace, claim, err)
 	}
-	// Remove the namespace directory once empty.
+	if err := os.Remove(c.localVolumeMaker(namespace, claim)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("delete local volume %s/%s: %w", namespace, claim, err)
+	}
+	// Remove the namespace directories once empty.
 	os.Remove(filepath.Dir(c.LocalVolumePath(namespace, claim)))
+	os.Remove(filepath.Dir(c.localVolumeMaker(namespace, claim)))
 	return nil
+}
+
+// setupLocalVolume makes the directory of a pod's claim. A claim the
+// leader gave no volume record (FreshClaims, AnnotationFreshClaims) gets a
+// new, empty volume: a directory already there was made for an earlier
+// incarnation of the claim (this node was declared gone, its records
+// forgotten, and came back under its name; or a volume's deletion was cut
+// short), unless this very pod made it (set up again after an agent
+// restart), which the maker file says. Old contents are removed before the
+// pod sees them, and refused while another pod this runtime holds mounts
+// the claim. A claim with a record (the pod is pinned here) always keeps
+// its directory and data.
+func (c *Containerd) setupLocalVolume(key PodKey, claim string, fresh bool) error {
+	dir := c.LocalVolumePath(key.Namespace, claim)
+	if !fresh {
+		return mkdirMode(dir, 0o777)
+	}
+	maker := c.localVolumeMaker(key.Namespace, claim)
+	if b, err := os.ReadFile(maker); err == nil && string(b) == key.UID {
+		return mkdirMode(dir, 0o777)
+	} else if err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("claim %s: %w", claim, err)
+	}
+	if _, err := os.Lstat(dir); err == nil {
+		if other := c.claimHolder(key, claim); other != "" {
+			return fmt.Errorf("claim %s: a new volume is wanted, but pod %s still mounts the old one here", claim, other)
+		}
+		c.log.Warn("local volume of an earlier incarnation of the claim emptied: the claim has no volume record, so its pod gets a new, empty volume",
+			"claim", key.Namespace+"/"+claim, "pod", key.Namespace+"/"+key.Name, "uid", key.UID, "dir", dir)
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("claim %s: empty the old volume: %w", claim, err)
+		}
+	} else if !os.IsNotExist(err) {
+		return fmt.Errorf("claim %s: %w", claim, err)
+	}
+	if err := mkdirMode(dir, 0o777); err != nil {
+		return err
+	}
+	// Written last: a crash before it leaves an empty directory this pod
+	// empties again.
+	if err := os.MkdirAll(filepath.Dir(maker), 0o755); err != nil {
+		return err
+	}
+	tmp := maker + ".tmp"
+	if err := os.WriteFile(tmp, []byte(key.UID), 0o600); err != nil {
+		return fmt.Errorf("claim %s: %w", claim, err)
+	}
+	return os.Rename(tmp, maker)
+}
+
+// claimHolder returns another pod this runtime holds (running or
+// stopped) that mounts claim in key's namespace, or "". Records are read
+// without their locks: they are replaced atomically, and taking another
+// pod's lock while holding this one's could deadlock.
+func (c *Containerd) claimHolder(key PodKey, claim string) string {
+	uids, err := c.recordUIDs()
+	if err != nil {
+		return "(pod records unreadable: " + err.Error() + ")"
+	}
+	for _, uid := range uids {
+		if uid == key.UID {
+			continue
+		}
+		r, err := c.loadRecord(uid)
+		if err != nil || r.Spec.Key.Namespace != key.Namespace {
+			continue
+		}
+		for _, v := range r.Spec.Volumes {
+			if v.Local != nil && v.Local.Claim == claim {
+				return r.Spec.Key.Name + " (uid " + uid + ")"
+			}
+		}
+	}
+	return ""
 }
 
 // setupVolumes makes every volume of the pod ready to be mounted. It is
@@ -82,7 +168,7 @@ func (c *Containerd) setupVolume(ctx context.Context, objs *objectCache, r *podR
 		if !validUID(r.Spec.Key.Namespace) {
 			return fmt.Errorf("namespace %q cannot name a local volume", r.Spec.Key.Namespace)
 		}
-		return mkdirMode(c.LocalVolumePath(r.Spec.Key.Namespace, v.Local.Claim), 0o777)
+		return c.setupLocalVolume(r.Spec.Key, v.Local.Claim, FreshClaim(r.Spec.Annotations, v.Local.Claim))
 	case v.ConfigMap != nil:
 		files, err := objectFiles(ctx, objs, "ConfigMap", v.ConfigMap)
 		if err != nil {

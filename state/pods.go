@@ -86,6 +86,14 @@ type PodSpec struct {
 	// PinnedNode is the node a local volume ties the pod to.
 	PinnedNode string   `json:"pinnedNode,omitempty"`
 	Images     []string `json:"images,omitempty"`
+	// FreshClaims are the pod's local volume claims that had no volume
+	// record when the leader created it: each gets a new, empty volume. A
+	// directory its node holds for such a claim was made for an earlier
+	// incarnation of the claim (a node declared gone and back, a deletion
+	// interrupted) and the node empties it first, unless this very pod made
+	// it (runtime.LocalVolume.Fresh). Claims with a record are pinned
+	// (PinnedNode) and keep their data.
+	FreshClaims []string `json:"freshClaims,omitempty"`
 }
 
 // ContainerStatus is what the node reported for one container.

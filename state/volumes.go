@@ -35,6 +35,12 @@ type Volume struct {
 	// seen in Git; "" (old records) means Retain.
 	WhenDeleted Retention `json:"whenDeleted,omitempty"`
 	WhenScaled  Retention `json:"whenScaled,omitempty"`
+	// Keep is the owner's shoal.dev/prune: disabled as last seen in Git: a
+	// StatefulSet removed from Git with it keeps its volumes whatever
+	// WhenDeleted says, like its pods, including volumes no pod holds any
+	// more (an ordinal scaled away under whenScaled: Retain). False on old
+	// records.
+	Keep bool `json:"keep,omitempty"`
 	// Deleting is when the leader asked for the volume to be deleted
 	// (DeleteVolumes); zero while it is kept. A volume being deleted is
 	// never used again: its claim's next pod waits for the record to go
@@ -116,11 +122,20 @@ func volumesSchema() *memdb.TableSchema {
 // a volume never moves, the first record wins. An unknown node is rejected
 // too. A claim recorded on the same node already keeps its node, creation
 // time and deletion mark; an item that names an owner replaces the
-// record's owner, pod and retention policy (the policy changed in Git, or
-// an old record learns its owner), and one that names none is a no-op, as
-// every item was before owners were recorded.
+// record's owner, pod, retention policy and Keep (the policy changed in
+// Git, or an old record learns its owner), and one that names none is a
+// no-op, as every item was before owners were recorded.
+//
+// Updates only change records that exist: the owner, pod, retention
+// policy and Keep of the record on the node named, which keeps its
+// creation time. A missing record is rejected (RejectVolumeNotFound), not
+// made: a volume deleted since the leader's view was taken must not come
+// back, unmarked, and pin its claim's next pod to a deleted directory. A
+// record marked for deletion is left as it is. Log entries written before
+// Updates existed have none, and apply as they always did.
 type RecordVolumes struct {
 	Volumes []Volume `json:"volumes"`
+	Updates []Volume `json:"updates,omitempty"`
 }
 
 func (*RecordVolumes) CommandType() CommandType { return CmdRecordVolumes }
@@ -131,7 +146,26 @@ func (c *RecordVolumes) validate() error {
 			return err
 		}
 	}
+	for i := range c.Updates {
+		if err := c.Updates[i].validate(); err != nil {
+			return err
+		}
+		if c.Updates[i].Owner == "" {
+			return fmt.Errorf("volume %s/%s: an update names the owner", c.Updates[i].Namespace, c.Updates[i].Claim)
+		}
+	}
 	return nil
+}
+
+// sameOwner reports whether v carries u's owner, pod, retention policy and Keep.
+func (v *Volume) sameOwner(u *Volume) bool {
+	return v.Owner == u.Owner && v.Pod == u.Pod && v.WhenDeleted == u.WhenDeleted && v.WhenScaled == u.WhenScaled && v.Keep == u.Keep
+}
+
+// withOwner returns v with u's owner, pod, retention policy and Keep.
+func (v Volume) withOwner(u *Volume) *Volume {
+	v.Owner, v.Pod, v.WhenDeleted, v.WhenScaled, v.Keep = u.Owner, u.Pod, u.WhenDeleted, u.WhenScaled, u.Keep
+	return &v
 }
 
 func applyRecordVolumes(w *writeTxn, c *RecordVolumes) (*Result, error) {
@@ -148,10 +182,8 @@ func applyRecordVolumes(w *writeTxn, c *RecordVolumes) (*Result, error) {
 			switch {
 			case old.Node != v.Node:
 				res.Rejected = append(res.Rejected, Rejection{UID: id, Node: v.Node, Reason: RejectVolumeElsewhere})
-			case v.Owner != "" && (old.Owner != v.Owner || old.Pod != v.Pod || old.WhenDeleted != v.WhenDeleted || old.WhenScaled != v.WhenScaled):
-				nv := *old
-				nv.Owner, nv.Pod, nv.WhenDeleted, nv.WhenScaled = v.Owner, v.Pod, v.WhenDeleted, v.WhenScaled
-				if err := w.insert(TableVolumes, &nv); err != nil {
+			case v.Owner != "" && !old.sameOwner(&v):
+				if err := w.insert(TableVolumes, old.withOwner(&v)); err != nil {
 					return nil, err
 				}
 				res.Applied++
@@ -170,6 +202,23 @@ func applyRecordVolumes(w *writeTxn, c *RecordVolumes) (*Result, error) {
 			return nil, err
 		}
 		res.Applied++
+	}
+	for i := range c.Updates {
+		u := &c.Updates[i]
+		old, rej, err := volumeAt(w, VolumeRef{Namespace: u.Namespace, Claim: u.Claim, Node: u.Node})
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case rej != nil:
+			res.Rejected = append(res.Rejected, *rej)
+		case !old.Deleting.IsZero(), old.sameOwner(u):
+		default:
+			if err := w.insert(TableVolumes, old.withOwner(u)); err != nil {
+				return nil, err
+			}
+			res.Applied++
+		}
 	}
 	return res, nil
 }
