@@ -490,7 +490,7 @@ func (a *Agent) podSpecs(ctx context.Context, v *state.Snapshot, actual []runtim
 // podSyncStep is one round of the pod loop; it returns when the next round
 // is due at the latest.
 func (a *Agent) podSyncStep(ctx context.Context, rt PodRuntime, v *state.Snapshot) (time.Duration, error) {
-	a.vals.retain(liveCommits(a.cfg.NodeName, v)) // wipe decrypted Secrets no pod here needs
+	a.vals.retain(liveCommits(a.cfg.NodeName, v, a.volCommits.done)) // wipe decrypted Secrets no pod here needs
 	actual, err := rt.ListPods(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("list pods: %w", err)
@@ -507,7 +507,7 @@ func (a *Agent) podSyncStep(ctx context.Context, rt PodRuntime, v *state.Snapsho
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if s, bad := a.execute(ctx, rt, act); bad {
+			if s, bad := a.execute(ctx, rt, v, act); bad {
 				mu.Lock()
 				failed[act.Key.UID] = s
 				mu.Unlock()
@@ -515,6 +515,11 @@ func (a *Agent) podSyncStep(ctx context.Context, rt PodRuntime, v *state.Snapsho
 		}()
 	}
 	wg.Wait()
+	for _, act := range acts {
+		if act.Op == OpRun {
+			a.volCommits.forget(act.Key.UID) // set up from its record's commit (volumes.go)
+		}
+	}
 	if len(acts) > 0 {
 		if actual, err = rt.ListPods(ctx); err != nil {
 			return 0, fmt.Errorf("list pods: %w", err)
@@ -536,7 +541,8 @@ func (a *Agent) podSyncStep(ctx context.Context, rt PodRuntime, v *state.Snapsho
 	for uid, plan := range plans {
 		for _, r := range plan.Restart {
 			key := plan.Status.Key
-			if _, err := rt.RestartContainer(podCtx(ctx, v, uid), key, r.Name, r.Backoff); err != nil {
+			vctx := podCtx(ctx, v, podValuesCommit(v.Pod(uid), a.volCommits.done)) // values.go
+			if _, err := rt.RestartContainer(vctx, key, r.Name, r.Backoff); err != nil {
 				a.log.Warn("container restart failed", "pod", key.Namespace+"/"+key.Name, "uid", uid, "container", r.Name, "err", err)
 				continue
 			}
@@ -593,7 +599,7 @@ func (a *Agent) podSyncStep(ctx context.Context, rt PodRuntime, v *state.Snapsho
 
 // execute carries out one action. A pod that could not be started returns
 // the status to report instead of the runtime's.
-func (a *Agent) execute(ctx context.Context, rt PodRuntime, act PodAction) (state.PodStatus, bool) {
+func (a *Agent) execute(ctx context.Context, rt PodRuntime, v *state.Snapshot, act PodAction) (state.PodStatus, bool) {
 	log := a.log.With("pod", act.Key.Namespace+"/"+act.Key.Name, "uid", act.Key.UID)
 	switch act.Op {
 	case OpRun:
@@ -607,7 +613,7 @@ func (a *Agent) execute(ctx context.Context, rt PodRuntime, act PodAction) (stat
 			log.Warn("pod cannot run", "err", err)
 			return state.PodStatus{Phase: state.PhaseFailed, Reason: "UnsupportedPod", Message: err.Error()}, true
 		}
-		if _, err := rt.RunPod(withPodCommit(ctx, act.Pod.Commit), spec); err != nil {
+		if _, err := rt.RunPod(podCtx(ctx, v, act.Pod.Commit), spec); err != nil {
 			log.Warn("pod sandbox failed", "err", err)
 			return state.PodStatus{Phase: state.PhasePending, Reason: runFailureReason(err), Message: err.Error()}, true
 		}

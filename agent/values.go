@@ -22,10 +22,13 @@ import (
 //
 // nodeValues is the runtime's ValueResolver (runtime.Config.Values): when the runtime sets up a
 // pod or (re)creates a container it asks for a ConfigMap or Secret by namespace and name, and
-// nodeValues answers from the object set at the pod's commit, which the pod loop puts in the
-// context (withPodCommit) before it calls RunPod or RestartContainer. ConfigMaps come from the
-// set as decoded; Secrets are decrypted from the file at that commit with the node's age
-// keyring (secrets.Resolver), on demand.
+// nodeValues answers from the object set at the commit the pod loop put in the context before
+// it called RunPod, RestartContainer or RefreshVolumes (withPodCommit; podCtx says which commit
+// that is). A call the runtime marks runtime.WithCurrentValues (imagePullSecrets, read at pull
+// time as the kubelet reads them) is answered from the node's pinned commit instead, which the
+// pod loop also puts in the context (withPinnedCommit). ConfigMaps come from the set as
+// decoded; Secrets are decrypted from the file at that commit with the node's age keyring
+// (secrets.Resolver), on demand.
 //
 // What is held where: the keyring is read once, when the agent starts, and kept in memory.
 // Decrypted Secret values are kept in memory only, in a cache bounded to maxCachedSecrets
@@ -106,21 +109,52 @@ func (s *source) tree(ctx context.Context, commit string) (fs.FS, *manifest.Set,
 
 type podCommitKey struct{}
 
+type pinnedCommitKey struct{}
+
 // withPodCommit tells the ValueResolver which commit the pod being set up reads its ConfigMaps
-// and Secrets from: the record's commit, the one its manifest comes from.
+// and Secrets from (podCtx says which).
 func withPodCommit(ctx context.Context, commit string) context.Context {
 	return context.WithValue(ctx, podCommitKey{}, commit)
 }
 
-// podCtx is withPodCommit for the pod record uid of v.
-func podCtx(ctx context.Context, v *state.Snapshot, uid string) context.Context {
-	if rec := v.Pod(uid); rec != nil {
-		return withPodCommit(ctx, rec.Commit)
+// withPinnedCommit tells the ValueResolver the node's pinned commit, the newest it knows: what
+// the runtime reads marked runtime.WithCurrentValues is read there.
+func withPinnedCommit(ctx context.Context, v *state.Snapshot) context.Context {
+	if p := v.PinnedRevision(); p != nil && p.Commit != "" {
+		return context.WithValue(ctx, pinnedCommitKey{}, p.Commit)
 	}
 	return ctx
 }
 
-func podCommit(ctx context.Context) (string, error) {
+// podCtx is the context of a RunPod or RestartContainer of the pod record uid of v: its
+// ConfigMaps and Secrets are read at values, the commit podValuesCommit chose, and what the
+// runtime reads as current at the pinned commit.
+func podCtx(ctx context.Context, v *state.Snapshot, values string) context.Context {
+	return withPinnedCommit(withPodCommit(ctx, values), v)
+}
+
+// podValuesCommit is the commit a (re)started container of rec reads its ConfigMaps and Secrets
+// at (env, envFrom, and the volumes of a new pod): the record's commit, unless the pod's mounted
+// ConfigMaps and Secrets have been projected again from a later one (volumes.go; done, by UID),
+// in which case that one, so that a container's environment and the files it sees come from one
+// commit. So a pod that rolls on a config change keeps its revision's values for its whole life
+// (its replacement has the new ones); a pod updated in place gets, on a restart, the values its
+// volumes have.
+func podValuesCommit(rec *state.Pod, done map[string]string) string {
+	if c := done[rec.UID]; c != "" {
+		return c
+	}
+	return rec.Commit
+}
+
+// valuesCommit is the commit a call reads at: the pinned one for a call marked
+// runtime.WithCurrentValues (the pod's when the context has none), else the pod's.
+func valuesCommit(ctx context.Context) (string, error) {
+	if runtime.CurrentValues(ctx) {
+		if c, _ := ctx.Value(pinnedCommitKey{}).(string); c != "" {
+			return c, nil
+		}
+	}
 	c, _ := ctx.Value(podCommitKey{}).(string)
 	if c == "" {
 		return "", errors.New("no commit for the pod: the agent calls the runtime with the pod's commit (withPodCommit)")
@@ -128,12 +162,12 @@ func podCommit(ctx context.Context) (string, error) {
 	return c, nil
 }
 
-// ConfigMap implements runtime.ValueResolver: the ConfigMap at the pod's commit.
+// ConfigMap implements runtime.ValueResolver: the ConfigMap at the commit in ctx (valuesCommit).
 func (n *nodeValues) ConfigMap(ctx context.Context, namespace, name string) (map[string][]byte, error) {
 	if n == nil {
 		return nil, errors.New("this agent has no ConfigMap and Secret resolver")
 	}
-	commit, err := podCommit(ctx)
+	commit, err := valuesCommit(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -153,13 +187,13 @@ func (n *nodeValues) ConfigMap(ctx context.Context, namespace, name string) (map
 	return copyValues(secrets.ConfigMapValues(cm)), nil
 }
 
-// Secret implements runtime.ValueResolver: the Secret at the pod's commit, decrypted on this
-// node. The caller gets its own copy of the values.
+// Secret implements runtime.ValueResolver: the Secret at the commit in ctx (valuesCommit),
+// decrypted on this node. The caller gets its own copy of the values.
 func (n *nodeValues) Secret(ctx context.Context, namespace, name string) (map[string][]byte, error) {
 	if n == nil {
 		return nil, errors.New("this agent has no ConfigMap and Secret resolver")
 	}
-	commit, err := podCommit(ctx)
+	commit, err := valuesCommit(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -296,15 +330,16 @@ func (n *nodeValues) cachedCount() int {
 }
 
 // liveCommits are the commits whose Secrets this node may still need: the pinned one, and the
-// commit of every pod bound here that is not lost (its containers restart from it).
-func liveCommits(node string, v *state.Snapshot) map[string]bool {
+// values commit of every pod bound here that is not lost (its containers restart from it;
+// podValuesCommit with done).
+func liveCommits(node string, v *state.Snapshot, done map[string]string) map[string]bool {
 	live := map[string]bool{}
 	if p := v.PinnedRevision(); p != nil {
 		live[p.Commit] = true
 	}
 	for _, rec := range v.PodsOnNode(node) {
 		if rec.Status.Phase != state.PhaseLost {
-			live[rec.Commit] = true
+			live[podValuesCommit(rec, done)] = true
 		}
 	}
 	return live

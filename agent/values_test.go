@@ -352,7 +352,11 @@ spec:
 			a.src.refresh(context.Background())
 			a.vals = newTestValues(t, a.src.tree, tc.keyFile)
 			rt := &resolvingRuntime{Fake: runtime.NewFake(runtime.FakeConfig{}), res: a.vals, got: map[string]map[string][]byte{}}
-			st, failed := a.execute(context.Background(), rt, act)
+			empty, err := state.NewStore()
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, failed := a.execute(context.Background(), rt, empty.Snapshot(), act)
 			if tc.keyFile == "" {
 				if !failed || st.Reason != runtime.ReasonCreateContainerConfigError {
 					t.Fatalf("status %+v, want %s", st, runtime.ReasonCreateContainerConfigError)

@@ -2,39 +2,123 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"sort"
+	"strconv"
+	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
+
+	"github.com/shoal-dev/shoal/manifest"
 	"github.com/shoal-dev/shoal/runtime"
 	"github.com/shoal-dev/shoal/state"
 )
 
-// Mounted ConfigMaps and Secrets of pods that do not roll.
+// Mounted ConfigMaps and Secrets of pods that are not replaced on a config change.
 //
 // A workload whose template references a ConfigMap or Secret rolls when its content changes
-// (the content hashes are folded into its template hash, confighash.go), so its pods never need
-// new content: the new pods have it. A pod whose record carries no config hash does not roll on
-// such a change: a workload annotated shoal.dev/rollout-on-config-change: "false", or a bare
-// Pod. Its configMap and secret volumes are updated in place, as the kubelet does: when the
-// pinned commit moves, the pod loop asks the runtime to project them again from the pinned
-// commit (RefreshVolumes), which swaps ..data atomically for each volume whose content changed.
-// Environment variables and subPath mounts keep what the container started with.
+// (the content hashes are folded into its template hash, confighash.go), so the pods it
+// replaces never need new content: the new pods have it, and the old ones keep their
+// revision's. A pod its owner will not replace for a config change gets it in place instead, as
+// the kubelet does (RefreshedInPlace says which pods those are). When the pinned commit moves,
+// the pod loop asks the runtime to project their configMap and secret volumes again from the
+// pinned commit (RefreshVolumes), which swaps ..data atomically for each volume whose content
+// changed; from then on a container of the pod that restarts reads its environment at that
+// commit too (podValuesCommit), so that its env and its files come from one commit. A running
+// container's environment and its subPath mounts keep what it started with, as in Kubernetes.
 //
-// volumeCommits remembers, per pod UID, the commit its volumes were last projected from (its
-// record's commit until a refresh). Only the pod loop touches it.
+// volumeCommits remembers, per pod UID, the commit its values were last moved to (its record's
+// commit until then). Only the pod loop touches it.
 type volumeCommits struct {
-	done   map[string]string // UID -> commit projected
+	done   map[string]string // UID -> commit the pod's values are read at
 	warned map[string]string // UID -> commit whose failed refresh was logged
+	// stuck: pods whose volumes cannot be updated in place (runtime.ErrNotUpdatableInPlace),
+	// not asked again until they go: their values stay at their record's commit.
+	stuck map[string]bool
 }
 
 func newVolumeCommits() *volumeCommits {
-	return &volumeCommits{done: map[string]string{}, warned: map[string]string{}}
+	return &volumeCommits{done: map[string]string{}, warned: map[string]string{}, stuck: map[string]bool{}}
 }
 
-// VolumeRefreshes returns the pinned commit and the pods held here whose configMap or secret
-// volumes are to be projected again from it: running, not rolling on a config change (no
-// ConfigHash), with such a volume (specs, by UID), and last projected from another commit (done,
-// by UID; the record's commit when absent). It is a pure function of its inputs.
-func VolumeRefreshes(node string, v *state.Snapshot, actual []runtime.PodStatus, specs map[string]runtime.PodSpec, done map[string]string) (string, []runtime.PodKey) {
+// forget drops what is remembered of a pod: it left the runtime, or was (re)started from its
+// record's commit.
+func (vc *volumeCommits) forget(uid string) {
+	delete(vc.done, uid)
+	delete(vc.warned, uid)
+	delete(vc.stuck, uid)
+}
+
+// RefreshedInPlace reports whether rec's ConfigMaps and Secrets are updated in place when they
+// change, which is when its owner, as set (the objects at the pinned commit) has it, will not
+// replace it for that change:
+//   - it has no config hash: a bare Pod, or a workload annotated
+//     shoal.dev/rollout-on-config-change: "false";
+//   - its owner is a Job or a CronJob: a Job's pods run to completion and are never replaced;
+//   - its owner is a StatefulSet or a DaemonSet with updateStrategy OnDelete;
+//   - it is a StatefulSet's pod whose ordinal is below the RollingUpdate partition.
+//
+// A pod whose owner is not in set is about to be removed with it: not refreshed.
+func RefreshedInPlace(rec *state.Pod, set *manifest.Set) bool {
+	if rec.ConfigHash == "" {
+		return true
+	}
+	switch rec.Owner.Kind {
+	case "Job", "CronJob":
+		return true
+	case "StatefulSet", "DaemonSet":
+	default:
+		return false
+	}
+	if set == nil {
+		return false
+	}
+	obj := set.Get(manifest.Key{Kind: rec.Owner.Kind, Namespace: rec.Namespace, Name: rec.Owner.Name})
+	if obj == nil {
+		return false
+	}
+	switch o := obj.Obj.(type) {
+	case *appsv1.DaemonSet:
+		return o.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType
+	case *appsv1.StatefulSet:
+		us := o.Spec.UpdateStrategy
+		if us.Type == appsv1.OnDeleteStatefulSetStrategyType {
+			return true
+		}
+		if us.RollingUpdate == nil || us.RollingUpdate.Partition == nil {
+			return false
+		}
+		start := 0
+		if o.Spec.Ordinals != nil {
+			start = int(o.Spec.Ordinals.Start)
+		}
+		ord, ok := podOrdinal(rec.Owner.Name, rec.Name)
+		// The partition counts from spec.ordinals.start, as the reconciler's revisionFor does.
+		return ok && ord-start < int(*us.RollingUpdate.Partition)
+	}
+	return false
+}
+
+// podOrdinal parses a StatefulSet pod's name, "SET-ORDINAL".
+func podOrdinal(set, pod string) (int, bool) {
+	rest, ok := strings.CutPrefix(pod, set+"-")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(rest)
+	if err != nil || n < 0 || strconv.Itoa(n) != rest {
+		return 0, false
+	}
+	return n, true
+}
+
+// VolumeRefreshes returns the pinned commit and the pods held here whose ConfigMaps and Secrets
+// are to be read again from it: running, refreshed in place (RefreshedInPlace, with set the
+// objects at the pinned commit), and last read at another commit (done, by UID; the record's
+// commit when absent). Those with a configMap or secret volume (specs, by UID) have it projected
+// again; for the others only the commit their restarts read at moves. It is a pure function of
+// its inputs.
+func VolumeRefreshes(node string, v *state.Snapshot, set *manifest.Set, actual []runtime.PodStatus, specs map[string]runtime.PodSpec, done map[string]string) (string, []runtime.PodKey) {
 	pin := v.PinnedRevision()
 	if pin == nil || pin.Commit == "" {
 		return "", nil
@@ -43,18 +127,13 @@ func VolumeRefreshes(node string, v *state.Snapshot, actual []runtime.PodStatus,
 	for _, st := range actual {
 		rec := v.Pod(st.Key.UID)
 		if rec == nil || rec.NodeName != node || rec.Desired != state.DesiredRun || rec.Status.Phase == state.PhaseLost ||
-			rec.ConfigHash != "" || st.Stopped || !active(st) {
+			st.Stopped || !active(st) {
 			continue
 		}
-		spec, ok := specs[rec.UID]
-		if !ok || !hasObjectVolume(spec) {
+		if _, ok := specs[rec.UID]; !ok || !RefreshedInPlace(rec, set) {
 			continue
 		}
-		last := done[rec.UID]
-		if last == "" {
-			last = rec.Commit
-		}
-		if last != pin.Commit {
+		if podValuesCommit(rec, done) != pin.Commit {
 			out = append(out, st.Key)
 		}
 	}
@@ -71,34 +150,64 @@ func hasObjectVolume(spec runtime.PodSpec) bool {
 	return false
 }
 
-// refreshVolumes carries out VolumeRefreshes. A pod whose refresh fails keeps its volumes as they
-// were and is tried again next round; the failure is logged once per commit.
+// refreshVolumes carries out VolumeRefreshes. A pod whose refresh fails keeps its volumes, and
+// the commit its restarts read at, as they were and is tried again next round; the failure is
+// logged once per commit. A pod whose volumes cannot be updated in place at all is logged once
+// and not asked again.
 func (a *Agent) refreshVolumes(ctx context.Context, rt PodRuntime, v *state.Snapshot, actual []runtime.PodStatus, specs map[string]runtime.PodSpec) {
+	vc := a.volCommits
 	held := make(map[string]bool, len(actual))
 	for _, st := range actual {
 		held[st.Key.UID] = true
 	}
-	for uid := range a.volCommits.done {
-		if !held[uid] {
-			delete(a.volCommits.done, uid)
-			delete(a.volCommits.warned, uid)
+	for _, m := range []map[string]string{vc.done, vc.warned} {
+		for uid := range m {
+			if !held[uid] {
+				vc.forget(uid)
+			}
 		}
 	}
-	commit, keys := VolumeRefreshes(a.cfg.NodeName, v, actual, specs, a.volCommits.done)
+	for uid := range vc.stuck {
+		if !held[uid] {
+			vc.forget(uid)
+		}
+	}
+	pin := v.PinnedRevision()
+	if pin == nil || pin.Commit == "" {
+		return
+	}
+	l, err := a.src.load(ctx, pin.Commit)
+	if err != nil {
+		a.log.Warn("mounted ConfigMaps and Secrets not updated: the pinned commit cannot be read", "commit", pin.Commit, "err", err)
+		return
+	}
+	commit, keys := VolumeRefreshes(a.cfg.NodeName, v, l.set, actual, specs, vc.done)
 	for _, key := range keys {
+		if vc.stuck[key.UID] {
+			continue
+		}
+		if !hasObjectVolume(specs[key.UID]) {
+			vc.done[key.UID] = commit // nothing mounted: only its restarts' env moves
+			continue
+		}
 		log := a.log.With("pod", key.Namespace+"/"+key.Name, "uid", key.UID, "commit", commit)
 		changed, err := rt.RefreshVolumes(withPodCommit(ctx, commit), key)
 		if len(changed) > 0 {
 			log.Info("mounted ConfigMaps and Secrets updated in place", "volumes", changed)
 		}
+		if errors.Is(err, runtime.ErrNotUpdatableInPlace) {
+			vc.stuck[key.UID] = true
+			log.Warn("mounted ConfigMaps and Secrets cannot be updated in place: the pod keeps its revision's until it is replaced", "err", err)
+			continue
+		}
 		if err != nil {
-			if a.volCommits.warned[key.UID] != commit {
-				a.volCommits.warned[key.UID] = commit
+			if vc.warned[key.UID] != commit {
+				vc.warned[key.UID] = commit
 				log.Warn("mounted ConfigMaps and Secrets not updated: the pod keeps what it has; retrying", "err", err)
 			}
 			continue
 		}
-		a.volCommits.done[key.UID] = commit
-		delete(a.volCommits.warned, key.UID)
+		vc.done[key.UID] = commit
+		delete(vc.warned, key.UID)
 	}
 }

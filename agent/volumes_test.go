@@ -3,12 +3,16 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"reflect"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 
 	"github.com/shoal-dev/shoal/manifest"
 	"github.com/shoal-dev/shoal/runtime"
+	"github.com/shoal-dev/shoal/secrets"
 	"github.com/shoal-dev/shoal/state"
 )
 
@@ -180,21 +184,125 @@ func TestMountedConfigUpdatedInPlace(t *testing.T) {
 	}
 }
 
-// TestVolumeRefreshes decides which pods get their volumes projected again: running pods that do
-// not roll on config changes, with a configMap or secret volume, projected from another commit.
+// inPlaceWorkloads are the owners of TestVolumeRefreshes' pods, as the pinned commit has them.
+const inPlaceWorkloads = `apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: default}
+spec:
+  clusterIP: None
+  selector: {app: db}
+---
+` + stsYAML + `
+---
+` + dsYAML
+
+// stsYAML holds three StatefulSets: od (OnDelete), db (RollingUpdate, partition 2) and ru
+// (RollingUpdate, no partition).
+const stsYAML = `apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: od, namespace: default}
+spec:
+  serviceName: db
+  replicas: 2
+  updateStrategy: {type: OnDelete}
+  selector: {matchLabels: {app: od}}
+  template:
+    metadata: {labels: {app: od}}
+    spec:
+      containers: [{name: app, image: example.com/app:1}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: default}
+spec:
+  serviceName: db
+  replicas: 3
+  updateStrategy: {type: RollingUpdate, rollingUpdate: {partition: 2}}
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: app, image: example.com/app:1}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: ru, namespace: default}
+spec:
+  serviceName: db
+  replicas: 1
+  selector: {matchLabels: {app: ru}}
+  template:
+    metadata: {labels: {app: ru}}
+    spec:
+      containers: [{name: app, image: example.com/app:1}]`
+
+// dsYAML holds two DaemonSets: agent-od (OnDelete) and agent-ru (RollingUpdate, the default).
+const dsYAML = `apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent-od, namespace: default}
+spec:
+  updateStrategy: {type: OnDelete}
+  selector: {matchLabels: {app: agent-od}}
+  template:
+    metadata: {labels: {app: agent-od}}
+    spec:
+      containers: [{name: app, image: example.com/app:1}]
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent-ru, namespace: default}
+spec:
+  selector: {matchLabels: {app: agent-ru}}
+  template:
+    metadata: {labels: {app: agent-ru}}
+    spec:
+      containers: [{name: app, image: example.com/app:1}]`
+
+// TestVolumeRefreshes decides which pods get their ConfigMaps and Secrets read again from a new
+// pinned commit: running pods their owner will not replace for a config change, read at another
+// commit. Those are the pods the kubelet would update in place; a pod that rolls keeps its
+// revision's values until it is replaced.
 func TestVolumeRefreshes(t *testing.T) {
 	s, err := state.NewStore()
 	if err != nil {
 		t.Fatal(err)
 	}
 	c1, c2 := strings.Repeat("1", 40), strings.Repeat("2", 40)
+	_, set, err := mapTree(t, map[string]map[string]string{c2: {"w.yaml": inPlaceWorkloads}})(context.Background(), c2)
+	if err != nil {
+		t.Fatal(err)
+	}
 	mustApply(t, s, &state.UpsertNode{Node: testNode("n1")})
 	mustApply(t, s, &state.PinRevision{Commit: c1, Time: t0})
-	pod := func(name, configHash string) state.Pod {
-		return state.Pod{UID: "uid-" + name, Namespace: "default", Name: name, Commit: c1, ConfigHash: configHash,
-			Owner: state.Owner{Kind: "Deployment", Name: name}, Desired: state.DesiredRun}
+
+	type pod struct {
+		name, configHash, ownerKind, owner string
+		want                               bool // refreshed from c2
 	}
-	pods := []state.Pod{pod("quiet", ""), pod("rolls", "h1"), pod("novol", ""), pod("stopped", ""), pod("deleting", ""), pod("elsewhere", "")}
+	cases := []pod{
+		{"quiet", "", "Deployment", "quiet", true},    // opted out of rolling
+		{"bare", "", "", "", true},                    // a bare Pod
+		{"novol", "", "Deployment", "novol", true},    // nothing mounted: its restarts' env moves
+		{"rolls", "h1", "Deployment", "rolls", false}, // rolls: the new pods have the new values
+		{"job-x", "h1", "Job", "job", true},           // a Job's pods are never replaced
+		{"cron-1-x", "h1", "CronJob", "cron", true},   // nor a CronJob's
+		{"agent-od-x", "h1", "DaemonSet", "agent-od", true},
+		{"agent-ru-x", "h1", "DaemonSet", "agent-ru", false},
+		{"od-1", "h1", "StatefulSet", "od", true},      // OnDelete
+		{"db-0", "h1", "StatefulSet", "db", true},      // below the partition
+		{"db-1", "h1", "StatefulSet", "db", true},      //
+		{"db-2", "h1", "StatefulSet", "db", false},     // at the partition: rolls
+		{"ru-0", "h1", "StatefulSet", "ru", false},     // RollingUpdate, no partition
+		{"gone-0", "h1", "StatefulSet", "gone", false}, // owner deleted: the pod goes with it
+		{"stopped", "", "Deployment", "stopped", false},
+		{"deleting", "", "Deployment", "deleting", false},
+		{"elsewhere", "", "Deployment", "elsewhere", false},
+	}
+	var pods []state.Pod
+	for _, p := range cases {
+		pods = append(pods, state.Pod{UID: "uid-" + p.name, Namespace: "default", Name: p.name, Commit: c1, ConfigHash: p.configHash,
+			Owner: state.Owner{Kind: p.ownerKind, Name: p.owner}, Desired: state.DesiredRun})
+	}
 	mustApply(t, s, &state.CreatePods{Pods: pods, Time: t0})
 	var binds []state.Binding
 	for _, p := range pods {
@@ -222,23 +330,206 @@ func TestVolumeRefreshes(t *testing.T) {
 	delete(specs, "uid-deleting") // podSpecs leaves out pods that should not run
 
 	names := func(keys []runtime.PodKey) []string {
-		var out []string
+		out := []string{}
 		for _, k := range keys {
 			out = append(out, k.Name)
 		}
+		sort.Strings(out)
 		return out
 	}
 	done := map[string]string{}
-	if commit, keys := VolumeRefreshes("n1", s.Snapshot(), actual, specs, done); commit != c1 || len(keys) != 0 {
+	if commit, keys := VolumeRefreshes("n1", s.Snapshot(), set, actual, specs, done); commit != c1 || len(keys) != 0 {
 		t.Errorf("at the pods' own commit: %s %v, want nothing", commit, names(keys))
 	}
 	mustApply(t, s, &state.PinRevision{Commit: c2, Time: t0})
-	commit, keys := VolumeRefreshes("n1", s.Snapshot(), actual, specs, done)
-	if commit != c2 || !reflect.DeepEqual(names(keys), []string{"quiet"}) {
-		t.Errorf("after a new pin: %s %v, want [quiet] from %s", commit, names(keys), c2)
+	v := s.Snapshot()
+	commit, keys := VolumeRefreshes("n1", v, set, actual, specs, done)
+	want := []string{}
+	for _, p := range cases {
+		if p.want {
+			want = append(want, p.name)
+		}
+		if got := RefreshedInPlace(v.Pod("uid-"+p.name), set); got != p.want && p.name != "stopped" && p.name != "deleting" && p.name != "elsewhere" {
+			t.Errorf("RefreshedInPlace(%s) = %v, want %v", p.name, got, p.want)
+		}
 	}
-	done["uid-quiet"] = c2
-	if _, keys := VolumeRefreshes("n1", s.Snapshot(), actual, specs, done); len(keys) != 0 {
+	sort.Strings(want)
+	if commit != c2 || !reflect.DeepEqual(names(keys), want) {
+		t.Errorf("after a new pin: %s %v, want %v from %s", commit, names(keys), want, c2)
+	}
+	for _, k := range keys {
+		done[k.UID] = c2
+	}
+	if _, keys := VolumeRefreshes("n1", v, set, actual, specs, done); len(keys) != 0 {
 		t.Errorf("once projected from the pinned commit: %v, want nothing", names(keys))
+	}
+	// A container restarting reads its values where its volumes are: the pinned commit once
+	// refreshed, its record's commit for a pod that rolls.
+	if c := podValuesCommit(v.Pod("uid-quiet"), done); c != c2 {
+		t.Errorf("quiet restarts at %s, want %s", c, c2)
+	}
+	if c := podValuesCommit(v.Pod("uid-rolls"), done); c != c1 {
+		t.Errorf("rolls restarts at %s, want its own %s", c, c1)
+	}
+}
+
+// TestRestartReadsCurrentValues runs a bare Pod (it never rolls) that pulls its :latest image
+// with an imagePullSecret and reads ConfigMap app as env and as a volume. A commit rotates the
+// registry password and changes app: the pod is not replaced, its volume is updated in place,
+// and when its container restarts the pull uses the rotated credentials (pull secrets are read
+// at pull time) and the environment has the new value, from the commit its files come from.
+func TestRestartReadsCurrentValues(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an agent")
+	}
+	keyFile, recipient := ageKey(t)
+	const pod = `apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: default}
+spec:
+  imagePullSecrets: [{name: regcred}]
+  containers:
+    - name: app
+      image: registry.example.com/team/app:latest
+      resources:
+        requests: {cpu: 100m, memory: 64Mi}
+      env:
+        - name: MODE
+          valueFrom: {configMapKeyRef: {name: app, key: mode}}
+      volumeMounts:
+        - {name: cfg, mountPath: /etc/app}
+  volumes:
+    - name: cfg
+      configMap: {name: app}
+`
+	regcred := func(user string) string {
+		doc := "apiVersion: v1\nkind: Secret\nmetadata: {name: regcred, namespace: default}\ntype: kubernetes.io/dockerconfigjson\nstringData:\n  " +
+			runtime.DockerConfigJSONKey + `: '{"auths": {"registry.example.com": {"username": "` + user + `", "password": "` + testPassword + `"}}}'` + "\n"
+		out, err := secrets.Encrypt("regcred.yaml", []byte(doc), secrets.EncryptOptions{Recipients: []string{recipient}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
+	}
+	files := map[string]string{
+		"pod.yaml":     pod,
+		"app.yaml":     configMapYAML("app", map[string]string{"mode": "blue"}),
+		"regcred.yaml": regcred("u1"),
+	}
+	repo := newTestRepo(t)
+	c1 := repo.commit("app", files)
+	c := newTestCluster(t, repo, 1)
+	c.values = true
+	c.configure = func(cfg *Config) { cfg.AgeKeyFile = keyFile }
+	n1 := c.start("n1")
+	all := c.live()
+	waitState(t, "app running", all, func(v *state.Snapshot) error {
+		if err := pinned(v, c1); err != nil {
+			return err
+		}
+		return running(v, "app")
+	})
+	p := podNamed(n1.Store().Snapshot(), "app")
+	key := runtime.PodKey{Namespace: p.Namespace, Name: p.Name, UID: p.UID}
+	lastPull := func() runtime.FakePull {
+		pulls := n1.rt.Pulls()
+		if len(pulls) == 0 {
+			return runtime.FakePull{}
+		}
+		return pulls[len(pulls)-1]
+	}
+	if pl := lastPull(); pl.Secret != "default/regcred" || pl.Username != "u1" {
+		t.Fatalf("first pull %+v, want default/regcred as u1", pl)
+	}
+	if env := n1.rt.Env(p.UID, "app"); !slices.Contains(env, "MODE=blue") {
+		t.Fatalf("env at start %v, want MODE=blue", env)
+	}
+
+	files["app.yaml"] = configMapYAML("app", map[string]string{"mode": "green"})
+	files["regcred.yaml"] = regcred("u2")
+	c2 := repo.commit("rotate the registry password, app green", files)
+	waitState(t, "c2 pinned", all, func(v *state.Snapshot) error { return pinned(v, c2) })
+	waitRuntime(t, n1.rt, "app's volume updated in place", func() error {
+		if got := n1.rt.VolumeFiles(p.UID, "cfg"); got["mode"] != "green" {
+			return fmt.Errorf("cfg is %v", got)
+		}
+		return nil
+	})
+	if err := n1.rt.Exit(key, "app", 1); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, "app restarted", all, func(v *state.Snapshot) error {
+		q := podNamed(v, "app")
+		if q == nil || q.UID != p.UID {
+			return fmt.Errorf("app replaced: %+v", q)
+		}
+		if len(q.Status.Containers) != 1 || q.Status.Containers[0].Restarts != 1 || q.Status.Containers[0].State != "running" {
+			return fmt.Errorf("app: %+v", q.Status)
+		}
+		return nil
+	})
+	if pl := lastPull(); pl.Secret != "default/regcred" || pl.Username != "u2" {
+		t.Errorf("pull on restart %+v, want default/regcred as u2 (the rotated Secret)", pl)
+	}
+	if env := n1.rt.Env(p.UID, "app"); !slices.Contains(env, "MODE=green") {
+		t.Errorf("env after restart %v, want MODE=green (as its mounted files)", env)
+	}
+	if q := podNamed(n1.Store().Snapshot(), "app"); q.Commit != c1 {
+		t.Errorf("app's record moved to %s; it does not roll", q.Commit)
+	}
+}
+
+// flatRuntime answers RefreshVolumes as containerd does for a pod set up before the ..data
+// layout, and counts the calls.
+type flatRuntime struct {
+	*runtime.Fake
+	calls int
+}
+
+func (f *flatRuntime) RefreshVolumes(context.Context, runtime.PodKey) ([]string, error) {
+	f.calls++
+	return nil, fmt.Errorf("pod default/old: %w", runtime.ErrNotUpdatableInPlace)
+}
+
+// TestRefreshVolumesNotUpdatable: a pod whose volumes cannot be updated in place is asked once,
+// logged once, and then left alone (its restarts keep reading its own commit) until it goes.
+func TestRefreshVolumesNotUpdatable(t *testing.T) {
+	repo := newTestRepo(t)
+	c1 := repo.commit("old", map[string]string{"old.yaml": podYAML("old", "example.com/old:1")})
+	c2 := repo.commit("again", map[string]string{"old.yaml": podYAML("old", "example.com/old:1"), "x.yaml": configMapYAML("x", nil)})
+	a, s := pinAgent(t, repo)
+	ctx := context.Background()
+	a.src.refresh(ctx)
+	a.cfg.NodeName = "n1"
+	a.volCommits = newVolumeCommits()
+	var logs strings.Builder
+	a.log = slog.New(slog.NewTextHandler(&logs, nil))
+	mustApply(t, s, &state.UpsertNode{Node: testNode("n1")})
+	mustApply(t, s, &state.PinRevision{Commit: c1, Time: t0})
+	rec := state.Pod{UID: "uid-old", Namespace: "default", Name: "old", Commit: c1, Desired: state.DesiredRun}
+	mustApply(t, s, &state.CreatePods{Pods: []state.Pod{rec}, Time: t0})
+	mustApply(t, s, &state.BindPods{Bindings: []state.Binding{{UID: rec.UID, Node: "n1"}}})
+	mustApply(t, s, &state.PinRevision{Commit: c2, Time: t0})
+
+	rt := &flatRuntime{Fake: runtime.NewFake(runtime.FakeConfig{})}
+	key := runtime.PodKey{Namespace: "default", Name: "old", UID: rec.UID}
+	actual := []runtime.PodStatus{{Key: key, Containers: []runtime.ContainerStatus{{Name: "app", State: runtime.StateRunning}}}}
+	specs := map[string]runtime.PodSpec{rec.UID: {Volumes: []runtime.Volume{{Name: "c", ConfigMap: &runtime.ObjectVolume{Name: "x"}}}}}
+	for range 3 {
+		a.refreshVolumes(ctx, rt, s.Snapshot(), actual, specs)
+	}
+	if rt.calls != 1 {
+		t.Errorf("RefreshVolumes called %d times over 3 rounds, want once", rt.calls)
+	}
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
+		t.Errorf("logged %d times, want once:\n%s", n, logs.String())
+	}
+	if c := podValuesCommit(s.Snapshot().Pod(rec.UID), a.volCommits.done); c != c1 {
+		t.Errorf("its restarts read at %s, want its own commit %s", c, c1)
+	}
+	// Gone from the runtime: forgotten.
+	a.refreshVolumes(ctx, rt, s.Snapshot(), nil, specs)
+	if len(a.volCommits.stuck) != 0 {
+		t.Errorf("a pod that left is remembered: %v", a.volCommits.stuck)
 	}
 }

@@ -328,11 +328,9 @@ func (c *Containerd) startContainer(ctx context.Context, r *podRecord, cs Contai
 	if err := c.saveRecord(r); err != nil {
 		return err
 	}
-	objs := newObjectCache(c.cfg.Values, r.Spec.Key.Namespace)
-	var pullSecrets []PullSecret
-	if len(r.Spec.ImagePullSecrets) > 0 {
-		pullSecrets = resolvePullSecrets(ctx, objs, r.Spec.ImagePullSecrets)
-	}
+	// Pull secrets are read as the node has them now, the environment at
+	// the commit the caller put in ctx (ValueResolver).
+	pullSecrets := resolvePullSecrets(ctx, c.cfg.Values, r.Spec.Key.Namespace, r.Spec.ImagePullSecrets)
 	ref, err := c.EnsureImage(ctx, cs.Image, cs.PullPolicy, pullSecrets...)
 	if err != nil {
 		return fail(imageErrorReason(err), err)
@@ -342,7 +340,7 @@ func (c *Containerd) startContainer(ctx context.Context, r *podRecord, cs Contai
 	if err != nil {
 		return fail(ReasonErrImagePull, err)
 	}
-	env, cmd, args, secret, err := containerEnv(ctx, objs, r.Spec, r.IP, cs)
+	env, cmd, args, secret, err := containerEnv(ctx, newObjectCache(c.cfg.Values, r.Spec.Key.Namespace), r.Spec, r.IP, cs)
 	if err != nil {
 		return fail(ReasonCreateContainerConfigError, err)
 	}

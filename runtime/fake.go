@@ -77,12 +77,13 @@ type fakePod struct {
 	due     []time.Time
 	logs    map[string]*bytes.Buffer
 	stopped bool
-	// pullSecrets are the pod's imagePullSecrets as resolved at RunPod.
-	pullSecrets []PullSecret
 	// volumes are the projected files of configMap and secret volumes
 	// (with FakeConfig.Values), and their content hashes.
 	volumes    map[string]map[string]projectedFile
 	volumeHash map[string]string
+	// env is each container's environment as it was last (re)started
+	// (with FakeConfig.Values).
+	env map[string][]string
 }
 
 var _ Runtime = (*Fake)(nil)
@@ -129,12 +130,12 @@ func (f *Fake) ensureImage(ref string, policy corev1.PullPolicy, secrets []PullS
 	if err := f.cfg.PullErrors[ref]; err != nil {
 		return "", fmt.Errorf("%w: %s: %w", ErrImagePull, ref, err)
 	}
-	secret, err := f.authorize(ref, secrets)
+	cred, err := f.authorize(ref, secrets)
 	if err != nil {
 		return "", err
 	}
 	f.images[ref] = true
-	f.pulls = append(f.pulls, FakePull{Image: ref, Secret: secret})
+	f.pulls = append(f.pulls, FakePull{Image: ref, Secret: cred.secret, Username: cred.auth.Username})
 	return ref, nil
 }
 
@@ -157,24 +158,34 @@ func (f *Fake) RunPod(ctx context.Context, spec PodSpec) (PodStatus, error) {
 			return PodStatus{}, podErr(spec.Key, "run", err)
 		}
 	}
+	st, p, err := f.runPod(spec, pullSecrets, vols, hashes)
+	if err != nil || p == nil || f.cfg.Values == nil {
+		return st, err
+	}
+	// The environments are resolved outside the lock, as RestartContainer
+	// does: a ValueResolver may take its time.
+	return f.resolveEnvs(ctx, spec, p), nil
+}
+
+func (f *Fake) runPod(spec PodSpec, pullSecrets []PullSecret, vols map[string]map[string]projectedFile, hashes map[string]string) (PodStatus, *fakePod, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if p, ok := f.pods[spec.Key.UID]; ok {
-		return f.status(p), nil
+		return f.status(p), nil, nil
 	}
 	f.calls = append(f.calls, "RunPod "+spec.Key.Namespace+"/"+spec.Key.Name)
 	if f.cfg.SandboxError != nil {
 		if err := f.cfg.SandboxError(spec.Key); err != nil {
-			return PodStatus{}, podErr(spec.Key, "run", err)
+			return PodStatus{}, nil, podErr(spec.Key, "run", err)
 		}
 	}
 	ip, err := f.allocate()
 	if err != nil {
-		return PodStatus{}, podErr(spec.Key, "run", err)
+		return PodStatus{}, nil, podErr(spec.Key, "run", err)
 	}
 	now := f.cfg.Now()
 	p := &fakePod{spec: spec, ip: ip, created: now, logs: map[string]*bytes.Buffer{}, nInit: len(spec.InitContainers),
-		pullSecrets: pullSecrets, volumes: vols, volumeHash: hashes}
+		volumes: vols, volumeHash: hashes, env: map[string][]string{}}
 	for i, c := range spec.allContainers() {
 		cs := ContainerStatus{Name: c.Name, Image: c.Image, State: StateWaiting, Reason: ReasonContainerCreating}
 		p.logs[c.Name] = &bytes.Buffer{}
@@ -191,7 +202,7 @@ func (f *Fake) RunPod(ctx context.Context, spec PodSpec) (PodStatus, error) {
 		p.due = append(p.due, now.Add(f.cfg.StartLatency))
 	}
 	f.pods[spec.Key.UID] = p
-	return f.status(p), nil
+	return f.status(p), p, nil
 }
 
 func (f *Fake) allocate() (netip.Addr, error) {
@@ -327,8 +338,31 @@ func (f *Fake) StopContainer(_ context.Context, key PodKey, container string, _ 
 }
 
 // RestartContainer implements Runtime: the container is Waiting
-// (ContainerCreating) again and turns Running StartLatency later.
-func (f *Fake) RestartContainer(_ context.Context, key PodKey, container string, backoff time.Duration) (PodStatus, error) {
+// (ContainerCreating) again and turns Running StartLatency later. With
+// FakeConfig.Values its imagePullSecrets and environment are read again,
+// as containerd's RestartContainer does: the pull secrets as the node has
+// them now, the environment at the commit in ctx.
+func (f *Fake) RestartContainer(ctx context.Context, key PodKey, container string, backoff time.Duration) (PodStatus, error) {
+	var (
+		pullSecrets []PullSecret
+		env         []string
+		envErr      error
+	)
+	if f.cfg.Values != nil {
+		f.mu.Lock()
+		p, i, err := f.container(key, "restart container", container)
+		var spec PodSpec
+		var ip string
+		if err == nil {
+			spec, ip = p.spec, p.ip.String()
+		}
+		f.mu.Unlock()
+		if err != nil {
+			return PodStatus{}, err
+		}
+		pullSecrets = resolvePullSecrets(ctx, f.cfg.Values, key.Namespace, spec.ImagePullSecrets)
+		env, _, _, _, envErr = containerEnv(ctx, newObjectCache(f.cfg.Values, key.Namespace), spec, ip, spec.allContainers()[i])
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	p, i, err := f.container(key, "restart container", container)
@@ -352,14 +386,19 @@ func (f *Fake) RestartContainer(_ context.Context, key PodKey, container string,
 		next.LastTermination = c.terminated()
 	}
 	spec := p.spec.allContainers()[i]
-	if ref, err := f.ensureImage(spec.Image, spec.PullPolicy, p.pullSecrets); err != nil {
+	if ref, err := f.ensureImage(spec.Image, spec.PullPolicy, pullSecrets); err != nil {
 		next.ID, next.Reason, next.Message, next.FailedAt = "", imageErrorReason(err), err.Error(), now
+	} else if envErr != nil {
+		next.ID, next.ImageRef, next.Reason, next.Message, next.FailedAt = "", ref, ReasonCreateContainerConfigError, envErr.Error(), now
 	} else if msg, bad := f.cfg.CreateErrors[spec.Image]; bad {
 		next.ID, next.ImageRef, next.Reason, next.Message, next.FailedAt = "", ref, ReasonCreateContainerError, msg, now
 	} else {
 		next.ID, next.ImageRef = fmt.Sprintf("fake-%s-%d", key.UID, i), ref
 	}
 	*c = next
+	if env != nil {
+		p.env[spec.Name] = env
+	}
 	p.due[i] = now.Add(f.cfg.StartLatency)
 	return f.status(p), nil
 }

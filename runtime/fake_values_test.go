@@ -2,7 +2,9 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 )
 
@@ -42,4 +44,44 @@ func TestFakeRefreshVolumes(t *testing.T) {
 	if _, err := f.RefreshVolumes(ctx, PodKey{Namespace: "default", Name: "x", UID: "nope"}); err == nil {
 		t.Error("refresh of an unknown pod succeeded")
 	}
+}
+
+// ctxResolver serves one ConfigMap whose content is the context's ctxMode, safely for
+// concurrent callers.
+type ctxResolver struct{}
+
+type ctxMode struct{}
+
+func (ctxResolver) ConfigMap(ctx context.Context, ns, name string) (map[string][]byte, error) {
+	mode, _ := ctx.Value(ctxMode{}).(string)
+	return map[string][]byte{"mode": []byte(mode)}, nil
+}
+
+func (ctxResolver) Secret(ctx context.Context, ns, name string) (map[string][]byte, error) {
+	return nil, ErrValueNotFound
+}
+
+// TestFakeRefreshVolumesConcurrent: refreshes of one pod at once read the remembered hashes
+// under the lock. Run with -race.
+func TestFakeRefreshVolumesConcurrent(t *testing.T) {
+	f := NewFake(FakeConfig{Values: ctxResolver{}})
+	spec := podSpec("p", ContainerSpec{Name: "c", Image: "img"})
+	spec.Volumes = []Volume{{Name: "cfg", ConfigMap: &ObjectVolume{Name: "app", DefaultMode: 0o644}}}
+	if _, err := f.RunPod(context.WithValue(context.Background(), ctxMode{}, "start"), spec); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 50 {
+				ctx := context.WithValue(context.Background(), ctxMode{}, fmt.Sprint(i, j))
+				if _, err := f.RefreshVolumes(ctx, spec.Key); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

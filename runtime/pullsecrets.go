@@ -18,8 +18,10 @@ import (
 // them: each Secret of type kubernetes.io/dockerconfigjson holds, under
 // the key .dockerconfigjson, {"auths": {"REGISTRY": {...}}}; the secrets
 // are tried in the pod's order, and within one Secret the most specific
-// registry key first. An image no Secret has credentials for is pulled
-// anonymously.
+// registry key first (byMostSpecific). An image no Secret has credentials
+// for is pulled anonymously. The Secrets are read at pull time as the
+// node has them now (WithCurrentValues), not at the pod's revision, so a
+// rotated password is used by the next pull of an existing pod too.
 //
 // Credentials live in memory only, for the duration of one pull: they are
 // never logged, written to disk, or put into an error, a status message or
@@ -130,10 +132,29 @@ var dockerHubHosts = map[string]bool{"docker.io": true, "index.docker.io": true,
 
 // registryKey is a dockerconfigjson key as the kubelet matches it: host
 // (with port), then an optional path prefix; scheme and a /v1/ or /v2/
-// path are dropped.
+// path are dropped. The prefix is a string prefix, as in the kubelet:
+// "quay.io/team" also matches quay.io/teamevil/app.
 type registryKey struct {
 	host string
 	path string
+}
+
+// moreSpecific orders registry keys most specific first: the longer path
+// prefix, then an exact host before one with "*" labels (fewer first),
+// then by text so that the order never depends on a map's. So
+// "quay.io/team/app" comes before "https://quay.io/team", which comes
+// before "quay.io", which comes before "*.io" (the scheme does not count).
+func (k registryKey) moreSpecific(o registryKey) bool {
+	if len(k.path) != len(o.path) {
+		return len(k.path) > len(o.path)
+	}
+	if kw, ow := strings.Count(k.host, "*"), strings.Count(o.host, "*"); kw != ow {
+		return kw < ow
+	}
+	if k.host != o.host {
+		return k.host < o.host
+	}
+	return k.path < o.path
 }
 
 func parseRegistryKey(k string) (registryKey, bool) {
@@ -200,29 +221,35 @@ func imageRepo(ref string) (host, repo string, err error) {
 	return host, reference.Path(named), nil
 }
 
-// credentialsFor lists the credentials to try for image, in the kubelet's
-// order: the secrets in order; within one, the keys that match, longest
-// (most specific) first.
+// credentialsFor lists the credentials to try for image: the secrets in
+// the pod's order; within one, the keys that match, most specific first
+// (registryKey.moreSpecific).
 func credentialsFor(image string, secrets []PullSecret) []pullCred {
 	host, repo, err := imageRepo(image)
 	if err != nil {
 		return nil
 	}
+	type match struct {
+		raw string
+		key registryKey
+	}
 	var out []pullCred
 	for _, s := range secrets {
-		keys := make([]string, 0, len(s.Config))
+		var ms []match
 		for k := range s.Config {
-			keys = append(keys, k)
-		}
-		// Reverse order puts "quay.io/team" before "quay.io", as the kubelet's index does.
-		sort.Sort(sort.Reverse(sort.StringSlice(keys)))
-		seen := map[RegistryAuth]bool{}
-		for _, k := range keys {
-			rk, ok := parseRegistryKey(k)
-			if !ok || !rk.matches(host, repo) {
-				continue
+			if rk, ok := parseRegistryKey(k); ok && rk.matches(host, repo) {
+				ms = append(ms, match{k, rk})
 			}
-			if a := s.Config[k]; !seen[a] {
+		}
+		sort.Slice(ms, func(i, j int) bool {
+			if ms[i].key != ms[j].key {
+				return ms[i].key.moreSpecific(ms[j].key)
+			}
+			return ms[i].raw < ms[j].raw // "quay.io" and "https://quay.io/v1/"
+		})
+		seen := map[RegistryAuth]bool{}
+		for _, m := range ms {
+			if a := s.Config[m.raw]; !seen[a] {
 				seen[a] = true
 				out = append(out, pullCred{secret: s.Name, auth: a})
 			}
@@ -233,7 +260,10 @@ func credentialsFor(image string, secrets []PullSecret) []pullCred {
 
 // credsFunc gives containerd's docker authorizer the credentials for the
 // image's registry only: a challenge from any other host (a redirect
-// elsewhere) gets none.
+// elsewhere) gets none. With Basic auth they go to that registry; with
+// Bearer auth (most public registries) the authorizer sends them to the
+// token server the registry's challenge names (its realm), as every
+// registry client does, and the registry gets the token.
 func credsFunc(image string, a RegistryAuth) func(string) (string, string, error) {
 	imgHost, _, _ := imageRepo(image)
 	return func(host string) (string, string, error) {
@@ -249,10 +279,17 @@ func credsFunc(image string, a RegistryAuth) func(string) (string, string, error
 }
 
 // resolvePullSecrets reads a pod's imagePullSecrets through the
-// ValueResolver. A Secret that cannot be used is kept with its Problem, so
-// that a failed pull can say why it was not tried; as with the kubelet, the
+// ValueResolver as the node has them now (WithCurrentValues), with a cache
+// of its own: the pod's environment reads the same names at the pod's
+// revision. A Secret that cannot be used is kept with its Problem, so that
+// a failed pull can say why it was not tried; as with the kubelet, the
 // others are still used.
-func resolvePullSecrets(ctx context.Context, objs *objectCache, names []string) []PullSecret {
+func resolvePullSecrets(ctx context.Context, res ValueResolver, namespace string, names []string) []PullSecret {
+	if len(names) == 0 {
+		return nil
+	}
+	ctx = WithCurrentValues(ctx)
+	objs := newObjectCache(res, namespace)
 	out := make([]PullSecret, 0, len(names))
 	for _, name := range names {
 		ps := PullSecret{Name: objs.namespace + "/" + name}

@@ -130,6 +130,37 @@ func TestCredentialsFor(t *testing.T) {
 	}
 }
 
+// TestCredentialsMostSpecificFirst: within one Secret, the keys are tried
+// by specificity of their normalised form (longest path, then an exact
+// host before a glob), whatever their scheme or spelling.
+func TestCredentialsMostSpecificFirst(t *testing.T) {
+	cred := func(user string) RegistryAuth { return RegistryAuth{Username: user, Password: "p"} }
+	secrets := []PullSecret{{Name: "ns/s", Config: DockerConfig{
+		"quay.io":                  cred("host"),
+		"https://quay.io/team":     cred("team"),
+		"quay.io/team/app":         cred("app"),
+		"*.io":                     cred("glob"),
+		"https://quay.io/v2/team/": cred("team-v2"),
+		"quay.io/teamevil":         cred("evil"), // a string prefix, as in the kubelet: not for team/app
+	}}}
+	var got []string
+	for _, c := range credentialsFor("quay.io/team/app:1", secrets) {
+		got = append(got, c.auth.Username)
+	}
+	want := []string{"app", "team", "team-v2", "host", "glob"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("order %v, want %v", got, want)
+	}
+	// The kubelet's prefix match: quay.io/team also serves quay.io/teamevil.
+	got = nil
+	for _, c := range credentialsFor("quay.io/teamevil/app", secrets) {
+		got = append(got, c.auth.Username)
+	}
+	if want := []string{"evil", "team", "team-v2", "host", "glob"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("quay.io/teamevil/app: %v, want %v", got, want)
+	}
+}
+
 // TestCredsFuncOnlyForTheImageRegistry: the authorizer gets the credentials
 // for the image's registry only, never for a host it is sent to elsewhere.
 func TestCredsFuncOnlyForTheImageRegistry(t *testing.T) {
@@ -219,10 +250,53 @@ func TestFakePullSecrets(t *testing.T) {
 		t.Errorf("right secret second: %+v, want created", c)
 	}
 	pulls := f.Pulls()
-	if len(pulls) != 1 || pulls[0] != (FakePull{Image: "reg.example.com/shop/app:1", Secret: "shop/regcred"}) {
+	if len(pulls) != 1 || pulls[0] != (FakePull{Image: "reg.example.com/shop/app:1", Secret: "shop/regcred", Username: "alice"}) {
 		t.Errorf("pulls %+v, want one with shop/regcred", pulls)
 	}
 	if _, err := f.EnsureImage(ctx, "reg.example.com/shop/app:2", corev1.PullAlways); !errors.Is(err, ErrImagePull) {
 		t.Errorf("EnsureImage without secrets: %v, want ErrImagePull", err)
+	}
+}
+
+// currentResolver answers a Secret read marked WithCurrentValues with the rotated credentials,
+// and any other read with the pod's own.
+type currentResolver struct{}
+
+func (currentResolver) ConfigMap(context.Context, string, string) (map[string][]byte, error) {
+	return nil, ErrValueNotFound
+}
+
+func (currentResolver) Secret(ctx context.Context, _, _ string) (map[string][]byte, error) {
+	user := "old"
+	if CurrentValues(ctx) {
+		user = "rotated"
+	}
+	return map[string][]byte{DockerConfigJSONKey: []byte(`{"auths": {"r.io": {"username": "` + user + `", "password": "p"}}}`)}, nil
+}
+
+// TestPullSecretsReadAsCurrent: pull secrets are read as the node has them now, on RunPod and
+// on RestartContainer alike, whatever commit the pod's other values come from.
+func TestPullSecretsReadAsCurrent(t *testing.T) {
+	got := resolvePullSecrets(context.Background(), currentResolver{}, "ns", []string{"regcred"})
+	if len(got) != 1 || got[0].Config["r.io"].Username != "rotated" {
+		t.Fatalf("resolved %+v, want the rotated credentials", got)
+	}
+	f := NewFake(FakeConfig{Values: currentResolver{}})
+	spec := podSpec("p", ContainerSpec{Name: "c", Image: "r.io/app:latest", PullPolicy: corev1.PullAlways})
+	spec.ImagePullSecrets = []string{"regcred"}
+	ctx := context.Background()
+	if _, err := f.RunPod(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.RestartContainer(ctx, spec.Key, "c", 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range f.Pulls() {
+		if p.Username != "rotated" {
+			t.Errorf("pull %+v, want the rotated credentials", p)
+		}
+	}
+	if n := len(f.Pulls()); n != 2 {
+		t.Errorf("%d pulls, want 2 (start and restart)", n)
 	}
 }

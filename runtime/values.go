@@ -14,7 +14,10 @@ import (
 
 // ValueResolver gives the runtime the contents of the ConfigMaps and
 // Secrets a pod uses, at the moment the pod (or a container) is set up.
-// The secrets package provides one; the agent wires it as Config.Values.
+// The secrets package provides one; the agent wires it as Config.Values,
+// and says through the context which revision of the configuration a
+// call reads (the pod's own, or the node's current one for a call marked
+// WithCurrentValues).
 // A missing object is an error wrapping ErrValueNotFound, so that
 // optional references can be told from failures. The runtime keeps no
 // values: Secret values are written only to tmpfs volumes and to the
@@ -23,6 +26,25 @@ type ValueResolver interface {
 	ConfigMap(ctx context.Context, namespace, name string) (map[string][]byte, error)
 	Secret(ctx context.Context, namespace, name string) (map[string][]byte, error)
 }
+
+// WithCurrentValues marks ctx for the ValueResolver: what is read with it
+// is read as the node has it now (the newest configuration it knows), not
+// as of the revision the pod was made from. The runtime reads
+// imagePullSecrets so, since the kubelet reads them at pull time: a
+// rotated registry password is used by the next pull of every pod,
+// including a restart of an existing one. A resolver that knows only one
+// commit may ignore the mark.
+func WithCurrentValues(ctx context.Context) context.Context {
+	return context.WithValue(ctx, currentValuesKey{}, true)
+}
+
+// CurrentValues reports whether ctx was marked by WithCurrentValues.
+func CurrentValues(ctx context.Context) bool {
+	b, _ := ctx.Value(currentValuesKey{}).(bool)
+	return b
+}
+
+type currentValuesKey struct{}
 
 // ErrValueNotFound is wrapped by a ValueResolver for a missing object.
 var ErrValueNotFound = errors.New("not found")

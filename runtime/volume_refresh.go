@@ -49,12 +49,15 @@ type volumeHashes struct {
 
 func newVolumeHashes() volumeHashes {
 	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		// Without randomness the hashes are plain SHA-256: still in memory only.
-		key = nil
-	}
+	rand.Read(key) // never fails: crypto/rand crashes the program rather than return an error
 	return volumeHashes{key: key, m: map[string]map[string]string{}}
 }
+
+// ErrNotUpdatableInPlace is wrapped by RefreshVolumes for a pod whose
+// configMap or secret volumes were set up by a version of shoal without
+// the ..data layout: they cannot be replaced atomically, so they keep
+// their content until the pod is replaced. Asking again does not help.
+var ErrNotUpdatableInPlace = errors.New("volumes set up without the ..data layout (by an earlier version of shoal) cannot be updated in place")
 
 func (c *Containerd) volumeHashesOf(uid string) map[string]string {
 	c.mu.Lock()
@@ -187,8 +190,22 @@ func (c *Containerd) RefreshVolumes(ctx context.Context, key PodKey) ([]string, 
 		return nil, podErr(key, "refresh volumes", errors.New("the pod's volumes are not set up yet"))
 	}
 	byName := map[string]Volume{}
+	var flat []string
 	for _, v := range r.Spec.Volumes {
 		byName[v.Name] = v
+		if v.ConfigMap == nil && v.Secret == nil {
+			continue
+		}
+		if _, err := os.Readlink(filepath.Join(c.volumeDir(key.UID, v.Name), "..data")); err != nil {
+			flat = append(flat, v.Name)
+		}
+	}
+	if len(flat) > 0 {
+		// Checked before anything is read: replacing a flat volume would not
+		// be atomic, and updating only the others would give the pod two
+		// revisions of its configuration. The pod sees the change when it is
+		// recreated.
+		return nil, podErr(key, "refresh volumes", fmt.Errorf("volumes %v: %w", flat, ErrNotUpdatableInPlace))
 	}
 	files, hashes, rerr := projectObjectVolumes(ctx, newObjectCache(c.cfg.Values, key.Namespace), r.Spec.Volumes, c.volumeHashesOf(key.UID), c.vhash.key)
 	errs := []error{rerr}
@@ -202,9 +219,7 @@ func (c *Containerd) RefreshVolumes(ctx context.Context, key PodKey) ([]string, 
 		dir := c.volumeDir(key.UID, name)
 		before, err := os.Readlink(filepath.Join(dir, "..data"))
 		if err != nil {
-			// Written flat by an earlier version: replacing it in place would
-			// not be atomic. The pod sees the change when it is recreated.
-			errs = append(errs, fmt.Errorf("volume %s has no ..data link (set up by an earlier version): not updated in place", name))
+			errs = append(errs, fmt.Errorf("volume %s: %w", name, err))
 			continue
 		}
 		if err := writeProjected(dir, byName[name].Secret != nil, files[name]); err != nil {

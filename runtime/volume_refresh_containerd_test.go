@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -103,6 +104,20 @@ func TestContainerdRefreshVolumes(t *testing.T) {
 	}
 	if got := read("/cfg/greeting"); got != "bonjour" {
 		t.Errorf("/cfg/greeting = %q after a failed refresh, want the last content", got)
+	}
+
+	// A volume without ..data (set up by an earlier version): the pod is not updated at all, and
+	// nothing is read for it, so that asking again costs nothing.
+	if err := os.Remove(filepath.Join(vols, "sec", "..data")); err != nil {
+		t.Fatal(err)
+	}
+	calls := res.calls
+	changed, err = n.RefreshVolumes(ctx, spec.Key)
+	if !errors.Is(err, ErrNotUpdatableInPlace) || !strings.Contains(err.Error(), "sec") || len(changed) != 0 {
+		t.Errorf("refresh with a flat volume: %v %v, want ErrNotUpdatableInPlace naming sec", changed, err)
+	}
+	if res.calls != calls {
+		t.Errorf("%d values read for a pod that cannot be updated", res.calls-calls)
 	}
 
 	if err := n.RemovePod(ctx, spec.Key); err != nil {
