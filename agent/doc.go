@@ -35,10 +35,13 @@
 //     (runtime.PlanProbes) and report their status in batches;
 //   - with the containerd runtime, the routes to the other nodes' pod CIDRs
 //     (host-gw, netlink, marked RouteProtocol so only ours are removed),
-//     and the Service proxy (svcproxy, iptables) and cluster DNS on the pod
+//     and the Service proxy (svcproxy: nftables, or iptables where the
+//     kernel lacks it) and cluster DNS on the pod
 //     bridge's gateway address, both fed BuildServiceView on every change;
-//   - ConfigMap and Secret values for the runtime (nodeValues): read from
-//     the pod's commit, Secrets decrypted in memory with the node's age key;
+//   - ConfigMap and Secret values for the runtime (nodeValues): read at the
+//     pod's commit, or, for pods updated in place, at the commit their
+//     mounted files were last updated from; imagePullSecrets at the pinned
+//     commit; Secrets decrypted in memory with the node's age key;
 //   - the status API (HTTP JSON, loopback by default, the bearer token from
 //     StatusToken elsewhere).
 //

@@ -160,6 +160,9 @@ func configConsequences(pl *planner, c manifest.Change) []string {
 		switch u.Key.Kind {
 		case "Job", "CronJob":
 			later = append(later, u.Key)
+			if u.Volume {
+				notes = append(notes, u.Key.String()+" running pods: mounted files are updated in place")
+			}
 			continue
 		}
 		if optedOut(u.Obj) {
@@ -183,13 +186,16 @@ func configConsequences(pl *planner, c manifest.Change) []string {
 			roll = append(roll, u.Key)
 		case *appsv1.StatefulSet:
 			if t.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
-				notes = append(notes, u.Key.String()+" updates on delete: its pods pick up the change only when deleted")
+				notes = append(notes, u.Key.String()+" updates on delete: not rolled; "+inPlace(u))
 				continue
 			}
 			roll = append(roll, u.Key)
+			if ru := t.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Partition != nil && *ru.Partition > 0 {
+				notes = append(notes, fmt.Sprintf("%s rolls from ordinal %d; below it: %s", u.Key, *ru.Partition, inPlace(u)))
+			}
 		case *appsv1.DaemonSet:
 			if t.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType {
-				notes = append(notes, u.Key.String()+" updates on delete: its pods pick up the change only when deleted")
+				notes = append(notes, u.Key.String()+" updates on delete: not rolled; "+inPlace(u))
 				continue
 			}
 			roll = append(roll, u.Key)

@@ -233,6 +233,8 @@ func TestConfigConsequences(t *testing.T) {
 		"metadata:\n  name: db\n  namespace: shop\n  annotations: {shoal.dev/rollout-on-config-change: \"false\"}")
 	cfg2 := edit(configWeb, "TITLE: The shop", "TITLE: The new shop\n  EXTRA: x")
 	secret2 := edit(secretDB, "data:b2xkLWNpcGhlcg==", "data:bmV3LWNpcGhlcg==")
+	onDelete := edit(statefulDB, "  serviceName: db", "  serviceName: db\n  updateStrategy: {type: OnDelete}")
+	partitioned := edit(statefulDB, "  serviceName: db", "  serviceName: db\n  updateStrategy: {type: RollingUpdate, rollingUpdate: {partition: 2}}")
 	pulls := edit(deployWeb, "      containers:", "      imagePullSecrets: [{name: db-credentials}]\n      containers:")
 	runConsequenceCases(t, []consequenceCase{
 		{name: "configmap rolls its users", base: files(configWeb, deployWeb, statefulDB, cronSettle), head: files(cfg2, deployWeb, statefulDB, cronSettle),
@@ -245,6 +247,15 @@ func TestConfigConsequences(t *testing.T) {
 			"keys changed: TITLE; keys added: EXTRA",
 			"workloads that use it roll: Deployment shop/web",
 			"StatefulSet shop/db not rolled (opted out); mounted files are updated in place (subPath mounts only when its pods are recreated)",
+		}},
+		{name: "on delete", base: files(configWeb, onDelete), head: files(cfg2, onDelete), key: cfgWeb, want: []string{
+			"keys changed: TITLE; keys added: EXTRA",
+			"StatefulSet shop/db updates on delete: not rolled; mounted files are updated in place (subPath mounts only when its pods are recreated)",
+		}},
+		{name: "partition", base: files(configWeb, partitioned), head: files(cfg2, partitioned), key: cfgWeb, want: []string{
+			"keys changed: TITLE; keys added: EXTRA",
+			"workloads that use it roll: StatefulSet shop/db",
+			"StatefulSet shop/db rolls from ordinal 2; below it: mounted files are updated in place (subPath mounts only when its pods are recreated)",
 		}},
 		{name: "a workload added with it is created, not rolled", base: files(configWeb), head: files(cfg2, deployWeb), key: cfgWeb, want: []string{
 			"keys changed: TITLE; keys added: EXTRA",
