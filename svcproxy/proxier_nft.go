@@ -17,10 +17,15 @@ type NFTProxier struct {
 	desired
 
 	// Owned by Sync.
-	rd        *nftRenderer
-	applied   *NFTRuleset
-	prevUDP   []UDPPort
-	needFull  bool
+	rd       *nftRenderer
+	applied  *NFTRuleset
+	prevUDP  []UDPPort
+	needFull bool
+	// recreate: a full sync failed, so the next one replaces the table
+	// instead of rewriting it in place (the kernel refuses, for one, to
+	// re-add a base chain whose type, hook or priority differ, as an
+	// older or damaged table's may).
+	recreate  bool
 	lastFull  time.Time
 	lastCheck time.Time
 	lastSync  time.Time
@@ -83,7 +88,14 @@ func (p *NFTProxier) Sync(ctx context.Context) (SyncResult, error) {
 		if err != nil {
 			return res, fmt.Errorf("svcproxy: list table ip %s: %w", NFTTable, err)
 		}
-		ops = fullOps(rs, objs)
+		if p.recreate && objs.Exists {
+			// One transaction still: the old table serves until the commit.
+			// Clients' ClientIP affinity is forgotten.
+			log.Warn("svcproxy: the last full sync failed; replacing table ip "+NFTTable+" whole", "table", NFTTable)
+			ops = append([]nftOp{{kind: opDelTable}}, fullOps(rs, NFTObjects{})...)
+		} else {
+			ops = fullOps(rs, objs)
+		}
 	} else {
 		ops = incrementalOps(p.applied, rs)
 	}
@@ -106,11 +118,12 @@ func (p *NFTProxier) Sync(ctx context.Context) (SyncResult, error) {
 	}
 	if len(ops) > 0 {
 		if err := p.cfg.NFT.Apply(ctx, ops); err != nil {
+			p.recreate = res.Full
 			return res, fmt.Errorf("svcproxy: apply nftables (%d operations): %w", len(ops), err)
 		}
 	}
 	p.applied = rs
-	p.needFull = false
+	p.needFull, p.recreate = false, false
 	if res.Full {
 		p.lastFull, p.lastCheck = now, now
 	}

@@ -308,3 +308,35 @@ func diffLines(want, got string) string {
 	}
 	return b.String()
 }
+
+// A full sync that fails makes the next one replace the table in one
+// transaction, rather than rewrite it in place again and fail the same way.
+func TestNFTProxierRecreatesAfterFailedFullSync(t *testing.T) {
+	f := newNFTFixture(t, testConfig)
+	svcs := []Service{web()}
+	f.sync(t, svcs)
+
+	f.clock.Advance(2 * time.Hour) // past FullSyncPeriod
+	f.nft.failNext = errors.New("netlink: operation not supported")
+	f.p.Update(svcs)
+	if _, err := f.p.Sync(context.Background()); err == nil {
+		t.Fatal("sync with a failing commit succeeded")
+	}
+	if res := f.sync(t, svcs); !res.Full {
+		t.Fatalf("sync after a failed full sync: %+v, want full", res)
+	}
+	last := f.nft.txs[len(f.nft.txs)-1]
+	if len(last) < 2 || last[0] != "delete table ip "+NFTTable || last[1] != "add table ip "+NFTTable {
+		t.Fatalf("the sync after a failed full sync should replace the table; it began %q", last[:min(len(last), 3)])
+	}
+	if got, want := f.nft.dump(), freshDump(t, testConfig, svcs); got != want {
+		t.Fatalf("after the replacement:\n%s", diffLines(want, got))
+	}
+
+	// Once a full sync succeeds, the next full one rewrites in place again.
+	f.clock.Advance(2 * time.Hour)
+	f.sync(t, svcs)
+	if last := f.nft.txs[len(f.nft.txs)-1]; last[0] == "delete table ip "+NFTTable {
+		t.Fatalf("a full sync after a good one replaced the table: %q", last[:2])
+	}
+}
