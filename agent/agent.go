@@ -135,6 +135,7 @@ func Start(ctx context.Context, cfg Config, deps Deps) (*Agent, error) {
 		a.repo.Close()
 		return nil, err
 	}
+	a.vals.log = log
 
 	ccfg := cluster.Config{
 		NodeName:        cfg.NodeName,

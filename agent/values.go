@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"strings"
 	"sync"
 
@@ -26,9 +27,9 @@ import (
 // it called RunPod, RestartContainer or RefreshVolumes (withPodCommit; podCtx says which commit
 // that is). A call the runtime marks runtime.WithCurrentValues (imagePullSecrets, read at pull
 // time as the kubelet reads them) is answered from the node's pinned commit instead, which the
-// pod loop also puts in the context (withPinnedCommit). ConfigMaps come from the set as
-// decoded; Secrets are decrypted from the file at that commit with the node's age keyring
-// (secrets.Resolver), on demand.
+// pod loop also puts in the context (withPinnedCommit), or at the pod's commit when the pinned
+// one cannot be read (treeAt). ConfigMaps come from the set as decoded; Secrets are decrypted
+// from the file at that commit with the node's age keyring (secrets.Resolver), on demand.
 //
 // What is held where: the keyring is read once, when the agent starts, and kept in memory.
 // Decrypted Secret values are kept in memory only, in a cache bounded to maxCachedSecrets
@@ -46,10 +47,15 @@ type nodeValues struct {
 	keyring *secrets.Keyring
 	hasher  *secrets.ContentHasher
 
-	mu    sync.Mutex
-	max   int
-	cache map[valueKey]*list.Element // of *cachedSecret
-	lru   *list.List                 // most recently used at the front
+	// log, when set, says once per pinned commit that reads marked runtime.WithCurrentValues
+	// fell back to the pod's commit (treeAt).
+	log *slog.Logger
+
+	mu       sync.Mutex
+	fellBack string // the pinned commit last logged as unreadable
+	max      int
+	cache    map[valueKey]*list.Element // of *cachedSecret
+	lru      *list.List                 // most recently used at the front
 }
 
 var _ runtime.ValueResolver = (*nodeValues)(nil)
@@ -162,6 +168,33 @@ func valuesCommit(ctx context.Context) (string, error) {
 	return c, nil
 }
 
+// treeAt returns the tree and objects at commit, the commit valuesCommit chose for ctx, and the
+// commit they are from. A call marked runtime.WithCurrentValues whose pinned commit cannot be
+// read (a clone that lacks it and cannot fetch it) reads at the pod's commit instead, logged once
+// per pinned commit: imagePullSecrets at the pod's revision are better than an anonymous pull.
+func (n *nodeValues) treeAt(ctx context.Context, commit string) (string, fs.FS, *manifest.Set, error) {
+	fsys, set, err := n.tree(ctx, commit)
+	if err == nil || !runtime.CurrentValues(ctx) {
+		return commit, fsys, set, err
+	}
+	pod, _ := ctx.Value(podCommitKey{}).(string)
+	if pod == "" || pod == commit {
+		return commit, nil, nil, err
+	}
+	fsys, set, perr := n.tree(ctx, pod)
+	if perr != nil {
+		return commit, nil, nil, err
+	}
+	n.mu.Lock()
+	first := n.fellBack != commit
+	n.fellBack = commit
+	n.mu.Unlock()
+	if first && n.log != nil {
+		n.log.Warn("imagePullSecrets read at the pod's commit: the pinned commit cannot be read", "pinned", commit, "commit", pod, "err", err)
+	}
+	return pod, fsys, set, nil
+}
+
 // ConfigMap implements runtime.ValueResolver: the ConfigMap at the commit in ctx (valuesCommit).
 func (n *nodeValues) ConfigMap(ctx context.Context, namespace, name string) (map[string][]byte, error) {
 	if n == nil {
@@ -171,7 +204,7 @@ func (n *nodeValues) ConfigMap(ctx context.Context, namespace, name string) (map
 	if err != nil {
 		return nil, err
 	}
-	_, set, err := n.tree(ctx, commit)
+	commit, _, set, err := n.treeAt(ctx, commit)
 	if err != nil {
 		return nil, err
 	}
@@ -201,9 +234,15 @@ func (n *nodeValues) Secret(ctx context.Context, namespace, name string) (map[st
 	if v, ok := n.cached(k); ok {
 		return v, nil
 	}
-	fsys, set, err := n.tree(ctx, commit)
+	commit, fsys, set, err := n.treeAt(ctx, commit)
 	if err != nil {
 		return nil, err
+	}
+	if k.commit != commit { // read at the pod's commit instead
+		k.commit = commit
+		if v, ok := n.cached(k); ok {
+			return v, nil
+		}
 	}
 	res, err := n.resolve(fsys, set, commit, namespace, name)
 	if err != nil {

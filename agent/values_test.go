@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -379,5 +380,62 @@ spec:
 				t.Error("Secret not read at the pod's commit")
 			}
 		})
+	}
+}
+
+// TestValuesCurrentFallback: what the runtime reads as current (imagePullSecrets, marked
+// runtime.WithCurrentValues) is read at the pinned commit, and at the pod's commit when the
+// pinned one cannot be read, which is logged once per pinned commit; a pull then uses the pod's
+// revision's credentials rather than none.
+func TestValuesCurrentFallback(t *testing.T) {
+	keyFile, recipient := ageKey(t)
+	regcred := func(user string) map[string]string {
+		return map[string]string{
+			"regcred.yaml": encryptedSecret(t, "regcred.yaml", "regcred", map[string]string{"user": user}, recipient),
+			"cm.yaml":      configMapYAML("app", map[string]string{"user": user}),
+		}
+	}
+	n := newTestValues(t, mapTree(t, map[string]map[string]string{"c1": regcred("u1"), "c2": regcred("u2")}), keyFile)
+	var logs strings.Builder
+	n.log = slog.New(slog.NewTextHandler(&logs, nil))
+	current := func(pod, pinned string) context.Context {
+		return runtime.WithCurrentValues(context.WithValue(withPodCommit(context.Background(), pod), pinnedCommitKey{}, pinned))
+	}
+	read := func(ctx context.Context) (string, string, error) {
+		s, err := n.Secret(ctx, "default", "regcred")
+		if err != nil {
+			return "", "", err
+		}
+		cm, err := n.ConfigMap(ctx, "default", "app")
+		return string(s["user"]), string(cm["user"]), err
+	}
+
+	if s, cm, err := read(current("c1", "c2")); err != nil || s != "u2" || cm != "u2" {
+		t.Errorf("pinned c2 readable: %q %q %v, want u2 (the pinned commit's)", s, cm, err)
+	}
+	if logs.Len() != 0 {
+		t.Errorf("logged with the pinned commit readable:\n%s", logs.String())
+	}
+	for range 2 {
+		if s, cm, err := read(current("c1", "c9")); err != nil || s != "u1" || cm != "u1" {
+			t.Errorf("pinned c9 unreadable: %q %q %v, want u1 (the pod's commit's)", s, cm, err)
+		}
+	}
+	if w := strings.Count(logs.String(), "level=WARN"); w != 1 || !strings.Contains(logs.String(), "pinned=c9") {
+		t.Errorf("logged %d times, want once naming c9:\n%s", w, logs.String())
+	}
+	noLeak(t, "log", logs.String())
+	if _, _, err := read(current("c1", "c8")); err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Count(logs.String(), "level=WARN"); w != 2 {
+		t.Errorf("another unreadable pinned commit: logged %d times in all, want 2", w)
+	}
+	// No fallback for the pod's own values, nor when the pod's commit cannot be read either.
+	if _, err := n.Secret(withPodCommit(context.Background(), "c9"), "default", "regcred"); err == nil {
+		t.Error("the pod's own unreadable commit read without error")
+	}
+	if _, err := n.Secret(current("c7", "c9"), "default", "regcred"); err == nil || !strings.Contains(err.Error(), "c9") {
+		t.Errorf("neither commit readable: %v, want the pinned commit's error", err)
 	}
 }

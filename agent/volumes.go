@@ -6,8 +6,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 
 	"github.com/shoal-dev/shoal/manifest"
 	"github.com/shoal-dev/shoal/runtime"
@@ -35,6 +37,23 @@ type volumeCommits struct {
 	// stuck: pods whose volumes cannot be updated in place (runtime.ErrNotUpdatableInPlace),
 	// not asked again until they go: their values stay at their record's commit.
 	stuck map[string]bool
+
+	// The pinned commit whose objects could not be read (a clone that lacks it and cannot
+	// fetch it), logged once; it is read again no sooner than retryAt, the wait doubling with
+	// each failure (loadRetry), so that an unreachable git server does not hold up every round.
+	failedPin string
+	failures  int
+	retryAt   time.Time
+}
+
+// loadRetry is the wait before reading a pinned commit again after n failures in a row.
+func loadRetry(n int) time.Duration {
+	const first, most = 10 * time.Second, 5 * time.Minute
+	d := first
+	for i := 1; i < n && d < most; i++ {
+		d *= 2
+	}
+	return min(d, most)
 }
 
 func newVolumeCommits() *volumeCommits {
@@ -63,21 +82,17 @@ func RefreshedInPlace(rec *state.Pod, set *manifest.Set) bool {
 	if rec.ConfigHash == "" {
 		return true
 	}
-	switch rec.Owner.Kind {
-	case "Job", "CronJob":
-		return true
-	case "StatefulSet", "DaemonSet":
-	default:
+	if !mayRefreshInPlace(rec) || set == nil {
 		return false
 	}
-	if set == nil {
-		return false
-	}
+	// The owner's presence first: a removed Job's pods go with it too.
 	obj := set.Get(manifest.Key{Kind: rec.Owner.Kind, Namespace: rec.Namespace, Name: rec.Owner.Name})
 	if obj == nil {
 		return false
 	}
 	switch o := obj.Obj.(type) {
+	case *batchv1.Job, *batchv1.CronJob:
+		return true // a Job's pods run to completion and are never replaced
 	case *appsv1.DaemonSet:
 		return o.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType
 	case *appsv1.StatefulSet:
@@ -95,6 +110,20 @@ func RefreshedInPlace(rec *state.Pod, set *manifest.Set) bool {
 		ord, ok := podOrdinal(rec.Owner.Name, rec.Name)
 		// The partition counts from spec.ordinals.start, as the reconciler's revisionFor does.
 		return ok && ord-start < int(*us.RollingUpdate.Partition)
+	}
+	return false
+}
+
+// mayRefreshInPlace is RefreshedInPlace as far as rec alone tells: false for a pod its owner
+// replaces on a config change whatever that owner's spec says (a Deployment's, a ReplicaSet's).
+// The pod loop reads the pinned commit only when a pod here passes it.
+func mayRefreshInPlace(rec *state.Pod) bool {
+	if rec.ConfigHash == "" {
+		return true
+	}
+	switch rec.Owner.Kind {
+	case "Job", "CronJob", "StatefulSet", "DaemonSet":
+		return true
 	}
 	return false
 }
@@ -125,20 +154,27 @@ func VolumeRefreshes(node string, v *state.Snapshot, set *manifest.Set, actual [
 	}
 	var out []runtime.PodKey
 	for _, st := range actual {
-		rec := v.Pod(st.Key.UID)
-		if rec == nil || rec.NodeName != node || rec.Desired != state.DesiredRun || rec.Status.Phase == state.PhaseLost ||
-			st.Stopped || !active(st) {
-			continue
-		}
-		if _, ok := specs[rec.UID]; !ok || !RefreshedInPlace(rec, set) {
-			continue
-		}
-		if podValuesCommit(rec, done) != pin.Commit {
+		if rec := refreshCandidate(node, v, st, specs, done, pin.Commit); rec != nil && RefreshedInPlace(rec, set) {
 			out = append(out, st.Key)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
 	return pin.Commit, out
+}
+
+// refreshCandidate returns the record of st when what the state says of it does not rule out
+// reading its values again from pin: running here, with a spec, possibly refreshed in place
+// (mayRefreshInPlace), and last read at another commit. Nil otherwise.
+func refreshCandidate(node string, v *state.Snapshot, st runtime.PodStatus, specs map[string]runtime.PodSpec, done map[string]string, pin string) *state.Pod {
+	rec := v.Pod(st.Key.UID)
+	if rec == nil || rec.NodeName != node || rec.Desired != state.DesiredRun || rec.Status.Phase == state.PhaseLost ||
+		st.Stopped || !active(st) {
+		return nil
+	}
+	if _, ok := specs[rec.UID]; !ok || !mayRefreshInPlace(rec) || podValuesCommit(rec, done) == pin {
+		return nil
+	}
+	return rec
 }
 
 func hasObjectVolume(spec runtime.PodSpec) bool {
@@ -150,10 +186,12 @@ func hasObjectVolume(spec runtime.PodSpec) bool {
 	return false
 }
 
-// refreshVolumes carries out VolumeRefreshes. A pod whose refresh fails keeps its volumes, and
-// the commit its restarts read at, as they were and is tried again next round; the failure is
-// logged once per commit. A pod whose volumes cannot be updated in place at all is logged once
-// and not asked again.
+// refreshVolumes carries out VolumeRefreshes. It reads the pinned commit's objects only when a
+// pod here may be refreshed (refreshCandidate); when they cannot be read, that is logged once per
+// commit and they are read again with back-off (loadRetry), not every round. A pod whose refresh
+// fails keeps its volumes, and the commit its restarts read at, as they were and is tried again
+// next round; the failure is logged once per commit. A pod whose volumes cannot be updated in
+// place at all is logged once and not asked again.
 func (a *Agent) refreshVolumes(ctx context.Context, rt PodRuntime, v *state.Snapshot, actual []runtime.PodStatus, specs map[string]runtime.PodSpec) {
 	vc := a.volCommits
 	held := make(map[string]bool, len(actual))
@@ -176,10 +214,38 @@ func (a *Agent) refreshVolumes(ctx context.Context, rt PodRuntime, v *state.Snap
 	if pin == nil || pin.Commit == "" {
 		return
 	}
+	// The objects at the pinned commit are read (and fetched, when the clone lacks them) only
+	// when some pod here may need them.
+	need := false
+	for _, st := range actual {
+		if !vc.stuck[st.Key.UID] && refreshCandidate(a.cfg.NodeName, v, st, specs, vc.done, pin.Commit) != nil {
+			need = true
+			break
+		}
+	}
+	if !need {
+		return
+	}
+	now := a.now()
+	if vc.failedPin == pin.Commit && now.Before(vc.retryAt) {
+		return
+	}
 	l, err := a.src.load(ctx, pin.Commit)
 	if err != nil {
-		a.log.Warn("mounted ConfigMaps and Secrets not updated: the pinned commit cannot be read", "commit", pin.Commit, "err", err)
+		if vc.failedPin != pin.Commit {
+			vc.failedPin, vc.failures = pin.Commit, 0
+			a.log.Warn("mounted ConfigMaps and Secrets not updated: the pinned commit cannot be read; retrying with back-off",
+				"commit", pin.Commit, "err", err)
+		}
+		vc.failures++
+		vc.retryAt = now.Add(loadRetry(vc.failures))
 		return
+	}
+	if vc.failedPin != "" {
+		if vc.failedPin == pin.Commit {
+			a.log.Info("pinned commit read: updating mounted ConfigMaps and Secrets", "commit", pin.Commit)
+		}
+		vc.failedPin, vc.failures, vc.retryAt = "", 0, time.Time{}
 	}
 	commit, keys := VolumeRefreshes(a.cfg.NodeName, v, l.set, actual, specs, vc.done)
 	for _, key := range keys {

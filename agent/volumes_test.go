@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shoal-dev/shoal/manifest"
 	"github.com/shoal-dev/shoal/runtime"
@@ -196,6 +197,28 @@ spec:
 ---
 ` + dsYAML
 
+// jobsYAML holds Job job and CronJob cron.
+const jobsYAML = `apiVersion: batch/v1
+kind: Job
+metadata: {name: job, namespace: default}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: app, image: example.com/app:1}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: cron, namespace: default}
+spec:
+  schedule: "0 3 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: app, image: example.com/app:1}]`
+
 // stsYAML holds three StatefulSets: od (OnDelete), db (RollingUpdate, partition 2) and ru
 // (RollingUpdate, no partition).
 const stsYAML = `apiVersion: apps/v1
@@ -268,7 +291,7 @@ func TestVolumeRefreshes(t *testing.T) {
 		t.Fatal(err)
 	}
 	c1, c2 := strings.Repeat("1", 40), strings.Repeat("2", 40)
-	_, set, err := mapTree(t, map[string]map[string]string{c2: {"w.yaml": inPlaceWorkloads}})(context.Background(), c2)
+	_, set, err := mapTree(t, map[string]map[string]string{c2: {"w.yaml": inPlaceWorkloads, "j.yaml": jobsYAML}})(context.Background(), c2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,6 +309,8 @@ func TestVolumeRefreshes(t *testing.T) {
 		{"rolls", "h1", "Deployment", "rolls", false}, // rolls: the new pods have the new values
 		{"job-x", "h1", "Job", "job", true},           // a Job's pods are never replaced
 		{"cron-1-x", "h1", "CronJob", "cron", true},   // nor a CronJob's
+		{"oldjob-x", "h1", "Job", "oldjob", false},    // Job deleted: its pods go with it
+		{"oldcron-1-x", "h1", "CronJob", "oldcron", false},
 		{"agent-od-x", "h1", "DaemonSet", "agent-od", true},
 		{"agent-ru-x", "h1", "DaemonSet", "agent-ru", false},
 		{"od-1", "h1", "StatefulSet", "od", true},      // OnDelete
@@ -531,5 +556,105 @@ func TestRefreshVolumesNotUpdatable(t *testing.T) {
 	a.refreshVolumes(ctx, rt, s.Snapshot(), nil, specs)
 	if len(a.volCommits.stuck) != 0 {
 		t.Errorf("a pod that left is remembered: %v", a.volCommits.stuck)
+	}
+}
+
+// TestRefreshVolumesPinnedLoad: the pod loop reads the pinned commit's objects only when a pod
+// here may be refreshed in place, and when they cannot be read (a commit the clone lacks and
+// cannot fetch) it logs that once per commit and reads again with back-off, not every round.
+// Each read of a commit the clone lacks logs "fetching a commit this clone lacks" (source.load),
+// which is what is counted.
+func TestRefreshVolumesPinnedLoad(t *testing.T) {
+	repo := newTestRepo(t)
+	c1 := repo.commit("one", map[string]string{"x.yaml": configMapYAML("x", nil)})
+	missing, missing2 := strings.Repeat("3", 40), strings.Repeat("4", 40) // never fetchable
+	vol := runtime.PodSpec{Volumes: []runtime.Volume{{Name: "c", ConfigMap: &runtime.ObjectVolume{Name: "x"}}}}
+
+	type pod struct {
+		name, configHash, ownerKind, commit string
+		running                             bool
+	}
+	cases := []struct {
+		name  string
+		pods  []pod
+		loads bool
+	}{
+		{"no pods", nil, false},
+		{"a pod that rolls", []pod{{"rolls", "h1", "Deployment", c1, true}}, false},
+		{"a ReplicaSet's", []pod{{"rs", "h1", "ReplicaSet", c1, true}}, false},
+		{"already at the pin", []pod{{"bare", "", "", missing, true}}, false},
+		{"not running", []pod{{"bare", "", "", c1, false}}, false},
+		{"a bare pod", []pod{{"bare", "", "", c1, true}}, true},
+		{"a StatefulSet's", []pod{{"rolls", "h1", "Deployment", c1, true}, {"db-0", "h1", "StatefulSet", c1, true}}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a, s := pinAgent(t, repo)
+			ctx := context.Background()
+			a.src.refresh(ctx)
+			a.cfg.NodeName = "n1"
+			a.volCommits = newVolumeCommits()
+			now := t0
+			a.now = func() time.Time { return now }
+			var logs strings.Builder
+			a.log = slog.New(slog.NewTextHandler(&logs, nil))
+			a.src.log = a.log
+			mustApply(t, s, &state.UpsertNode{Node: testNode("n1")})
+			mustApply(t, s, &state.PinRevision{Commit: c1, Time: t0})
+			var actual []runtime.PodStatus
+			specs := map[string]runtime.PodSpec{}
+			for _, p := range tc.pods {
+				rec := state.Pod{UID: "uid-" + p.name, Namespace: "default", Name: p.name, Commit: p.commit, ConfigHash: p.configHash,
+					Owner: state.Owner{Kind: p.ownerKind, Name: "owner"}, Desired: state.DesiredRun}
+				mustApply(t, s, &state.CreatePods{Pods: []state.Pod{rec}, Time: t0})
+				mustApply(t, s, &state.BindPods{Bindings: []state.Binding{{UID: rec.UID, Node: "n1"}}})
+				st := runtime.PodStatus{Key: runtime.PodKey{Namespace: "default", Name: p.name, UID: rec.UID},
+					Containers: []runtime.ContainerStatus{{Name: "app", State: runtime.StateRunning}}}
+				if !p.running {
+					st.Stopped, st.Containers[0].State = true, runtime.StateTerminated
+				}
+				actual = append(actual, st)
+				specs[rec.UID] = vol
+			}
+			mustApply(t, s, &state.PinRevision{Commit: missing, Time: t0})
+			rt := runtime.NewFake(runtime.FakeConfig{})
+			count := func(what string) int { return strings.Count(logs.String(), what) }
+			const fetch, warn = "fetching a commit this clone lacks", "level=WARN"
+
+			for range 3 {
+				a.refreshVolumes(ctx, rt, s.Snapshot(), actual, specs)
+			}
+			if !tc.loads {
+				if n := count(fetch); n != 0 || logs.Len() != 0 {
+					t.Fatalf("read the pinned commit %d times with no pod to refresh; logged:\n%s", n, logs.String())
+				}
+				return
+			}
+			if n, w := count(fetch), count(warn); n != 1 || w != 1 {
+				t.Fatalf("3 rounds at once: read %d times, warned %d times, want once each:\n%s", n, w, logs.String())
+			}
+			now = now.Add(loadRetry(1) - time.Second)
+			a.refreshVolumes(ctx, rt, s.Snapshot(), actual, specs)
+			if n := count(fetch); n != 1 {
+				t.Errorf("read again before the back-off: %d reads", n)
+			}
+			now = now.Add(time.Second)
+			a.refreshVolumes(ctx, rt, s.Snapshot(), actual, specs)
+			if n, w := count(fetch), count(warn); n != 2 || w != 1 {
+				t.Errorf("after the back-off: read %d times, warned %d times, want 2 and 1:\n%s", n, w, logs.String())
+			}
+			now = now.Add(loadRetry(2) - time.Second) // the wait doubled
+			a.refreshVolumes(ctx, rt, s.Snapshot(), actual, specs)
+			if n := count(fetch); n != 2 {
+				t.Errorf("read again before the doubled back-off: %d reads", n)
+			}
+			// A new pinned commit is read at once, and its failure logged once.
+			mustApply(t, s, &state.PinRevision{Commit: missing2, Time: t0})
+			a.refreshVolumes(ctx, rt, s.Snapshot(), actual, specs)
+			a.refreshVolumes(ctx, rt, s.Snapshot(), actual, specs)
+			if n, w := count(fetch), count(warn); n != 3 || w != 2 {
+				t.Errorf("a new pin: read %d times, warned %d times, want 3 and 2:\n%s", n, w, logs.String())
+			}
+		})
 	}
 }

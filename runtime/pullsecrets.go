@@ -21,7 +21,9 @@ import (
 // registry key first (byMostSpecific). An image no Secret has credentials
 // for is pulled anonymously. The Secrets are read at pull time as the
 // node has them now (WithCurrentValues), not at the pod's revision, so a
-// rotated password is used by the next pull of an existing pod too.
+// rotated password is used by the next pull of an existing pod too. (The
+// agent's resolver answers at the pod's revision when it cannot read the
+// node's current commit, so that such a pull is not anonymous.)
 //
 // Credentials live in memory only, for the duration of one pull: they are
 // never logged, written to disk, or put into an error, a status message or
