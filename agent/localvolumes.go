@@ -21,9 +21,10 @@ import (
 // markFreshClaims tells the runtime which of the pod's claims get a new, empty volume: those
 // the leader had no volume record of when it created the pod (state.PodSpec.FreshClaims). A
 // directory the node holds for such a claim was made for an earlier incarnation of it (this
-// node declared gone and back, its volumes forgotten) and is emptied before use, unless this
-// pod made it (runtime.Containerd's setupLocalVolume). The annotation is the record's word
-// only: one the manifest sets is replaced or removed, so that no template can empty a volume.
+// node declared gone and back, its volumes forgotten) and is moved aside (under
+// volumes/local-replaced) before use, unless this pod made it (runtime.Containerd's
+// setupLocalVolume). The annotation is the record's word only: one the manifest sets is
+// replaced or removed, so that no template can have a volume moved aside.
 func markFreshClaims(p *corev1.Pod, rec *state.Pod) {
 	delete(p.Annotations, runtime.AnnotationFreshClaims)
 	if len(rec.Spec.FreshClaims) > 0 {

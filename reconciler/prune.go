@@ -34,6 +34,9 @@ func (r *run) prune() {
 		if r.in.Objects.Get(manifest.Key{Kind: p.Owner.Kind, Namespace: p.Namespace, Name: p.Owner.Name}) != nil {
 			continue
 		}
+		if p.Owner.Kind == "StatefulSet" {
+			r.noteOrphanVolumes(p)
+		}
 		o := owner{p.Owner.Kind, p.Namespace, p.Owner.Name}
 		orphans[o] = append(orphans[o], p)
 	}

@@ -133,7 +133,7 @@ func TestStatefulSetNameNeverLiveTwice(t *testing.T) {
 			case 6, 7:
 				n := fmt.Sprintf("n%d", rapid.IntRange(1, nodes).Draw(rt, "node"))
 				node := w.store.Snapshot().Node(n)
-				switch rapid.IntRange(0, 3).Draw(rt, "nodeEvent") {
+				switch rapid.IntRange(0, 4).Draw(rt, "nodeEvent") {
 				case 0:
 					if node.Status == state.NodeReady {
 						w.killNode(n)
@@ -147,10 +147,16 @@ func TestStatefulSetNameNeverLiveTwice(t *testing.T) {
 					if node.Status == state.NodeNotReady {
 						w.setNode(n, state.NodeReady)
 						w.sync()
+						w.releaseLost(n)
 					}
 				case 2:
 					if node.Status == state.NodeNotReady {
 						w.setNode(n, state.NodeGone)
+					}
+				case 4:
+					// Binds and starts pods, and is cut off before its report lands.
+					if node.Status == state.NodeReady {
+						w.startUnreported(n)
 					}
 				}
 			case 8:

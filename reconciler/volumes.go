@@ -12,11 +12,11 @@ import (
 
 // StatefulSet volumes. A claim template T of StatefulSet S gives pod S-N the claim T-S-N
 // (ClaimName), a node-local volume that outlives the pod. The controller learns where each
-// volume lives from the pods themselves: once a pod's node has reported it started (its
-// volumes are set up before its containers), the plan records the pod's claims on that node
-// (Plan.Volumes, the state store's RecordVolumes), with the owner, the pod and the set's
-// persistentVolumeClaimRetentionPolicy, and every later pod of the claim is pinned there
-// (state.PodSpec.PinnedNode). A volume never moves.
+// volume lives from the pods themselves: once a pod is bound to a node (which may make the
+// volume and write to it before its report reaches the store), the plan records the pod's
+// claims on that node (Plan.Volumes, the state store's RecordVolumes), with the owner, the
+// pod and the set's persistentVolumeClaimRetentionPolicy, and every later pod of the claim is
+// pinned there (state.PodSpec.PinnedNode). A volume never moves.
 //
 // Its end (Kubernetes' KEP-1847): with whenScaled: Delete, the volumes of ordinals scaled
 // away are deleted once their pods' records are gone; with whenDeleted: Delete, those of a
@@ -27,7 +27,7 @@ import (
 // marks the volume (Plan.DeleteVolumes), its node deletes the directory and removes the
 // record; until the record is gone no pod of the claim is created, and the next one gets a
 // new, empty volume: the pod is created unpinned, with the claim in its FreshClaims, and its
-// node empties a directory an earlier incarnation of the claim left there (a node declared
+// node moves aside a directory an earlier incarnation of the claim left there (a node declared
 // gone that comes back under its name still has its directories). A volume whose node is gone (status Gone, or no record) is forgotten
 // (Plan.ForgetVolumes): its data went with the node, and the claim's next pod is placed
 // anywhere. Records written before owners were recorded are retained until a pod of the
@@ -132,23 +132,30 @@ func retention(s *appsv1.StatefulSetSpec) (whenDeleted, whenScaled state.Retenti
 	return whenDeleted, whenScaled
 }
 
-// noteVolumes records the claims of a StatefulSet pod on its node once the node reported the
-// pod started, unless they are recorded already (anywhere: a volume never moves; a pod
-// started elsewhere despite its pin is a conflict the create step reports) or the node has no
-// record any more or is gone. A record without an owner (written before owners were
-// recorded) on the pod's node learns its owner and policy (an update: the store makes no
-// record from it).
+// noteVolumes records the claims of a StatefulSet pod on its node as soon as the pod is bound
+// there (Kubernetes' WaitForFirstConsumer binds a claim when its pod is scheduled), not once
+// the node reported it started: a node cut off after it started the pod and before its report
+// landed holds the claim's data, and the claim's next pod must be pinned there, not made
+// fresh. Nothing is recorded when the claims are recorded already (anywhere: a volume never
+// moves; a pod started elsewhere despite its pin is a conflict the create step reports) or the
+// node has no record any more or is gone. The record's creation time is the pod's start if
+// known, else now. A record without an owner (written before owners were recorded) on the
+// pod's node learns its owner and policy (an update: the store makes no record from it).
 func (x *sts) noteVolumes(p *state.Pod) {
-	if p.NodeName == "" || p.Status.StartTime.IsZero() {
+	if p.NodeName == "" {
 		return
 	}
 	if st := x.r.nodes[p.NodeName]; st == 0 || st == state.NodeGone {
 		return // the store would reject it, or forget it: the volume went with the node
 	}
+	created := p.Status.StartTime
+	if created.IsZero() {
+		created = x.r.in.Now
+	}
 	whenDeleted, whenScaled := retention(x.spec)
 	for _, t := range x.spec.VolumeClaimTemplates {
 		claim := ClaimName(t.Name, p.Name)
-		rec := state.Volume{Namespace: x.key.Namespace, Claim: claim, Node: p.NodeName, Created: p.Status.StartTime,
+		rec := state.Volume{Namespace: x.key.Namespace, Claim: claim, Node: p.NodeName, Created: created,
 			Owner: x.key.Name, Pod: p.Name, WhenDeleted: whenDeleted, WhenScaled: whenScaled, Keep: x.keep}
 		if n := x.r.volumeNode(x.key.Namespace, claim); n != "" {
 			if v := x.r.volume(x.key.Namespace, claim); v != nil && v.Owner == "" && v.Node == p.NodeName && v.Deleting.IsZero() {
@@ -158,6 +165,31 @@ func (x *sts) noteVolumes(p *state.Pod) {
 			continue
 		}
 		x.r.plan.Volumes = append(x.r.plan.Volumes, rec)
+	}
+}
+
+// noteOrphanVolumes is noteVolumes for a pod of a StatefulSet no longer in Git (its pods kept,
+// or on their way out): the claim templates left with the set, but the pod names the claims
+// it was created without a record of (FreshClaims), and those are the ones to record once it
+// is bound. The set's retention policy left with it too: the record says Retain (the data is
+// kept; the set back in Git records its policy), and Keep is the pod's prune label.
+func (r *run) noteOrphanVolumes(p *state.Pod) {
+	if p.NodeName == "" || len(p.Spec.FreshClaims) == 0 {
+		return
+	}
+	if st := r.nodes[p.NodeName]; st == 0 || st == state.NodeGone {
+		return
+	}
+	created := p.Status.StartTime
+	if created.IsZero() {
+		created = r.in.Now
+	}
+	for _, claim := range p.Spec.FreshClaims {
+		if r.volumeNode(p.Namespace, claim) != "" {
+			continue
+		}
+		r.plan.Volumes = append(r.plan.Volumes, state.Volume{Namespace: p.Namespace, Claim: claim, Node: p.NodeName, Created: created,
+			Owner: p.Owner.Name, Pod: p.Name, WhenDeleted: state.Retain, WhenScaled: state.Retain, Keep: p.Labels[LabelPrune] == manifest.PruneDisabled})
 	}
 }
 

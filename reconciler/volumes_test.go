@@ -111,17 +111,100 @@ func TestStatefulSetVolumeSamePlan(t *testing.T) {
 	}
 }
 
-// TestStatefulSetVolumeNotBeforeStart: a bound pod its node has not reported started may
-// not have its volumes yet: nothing is recorded.
-func TestStatefulSetVolumeNotBeforeStart(t *testing.T) {
+// TestStatefulSetVolumeAtBinding: a pod's claims are recorded on its node as soon as it is
+// bound there, before the node reports it started: the node may make the volume and write to
+// it before its report lands. When the node is cut off in that window, the pod is lost and
+// released, and the claim's next pod is pinned to the node (its data is there), not made
+// fresh: fresh and unpinned, it would be given a new, empty volume, on that node or elsewhere.
+func TestStatefulSetVolumeAtBinding(t *testing.T) {
+	w := newWorld(t)
+	w.addNode("n1")
+	w.addNode("n2")
+	w.commitYAML(volumeSet("db:v1"))
+	w.reconcile()
+	first := podNamed(w, "db-0")
+	if len(first.Spec.FreshClaims) != 1 || first.Spec.PinnedNode != "" {
+		t.Fatalf("first db-0: fresh %v, pinned %q; want data-db-0 fresh, unpinned", first.Spec.FreshClaims, first.Spec.PinnedNode)
+	}
+	w.apply(&state.BindPods{Bindings: []state.Binding{{UID: first.UID, Node: "n1"}}})
+	// n1 starts db-0, which writes its data, but n1 is cut off before its report lands.
+	w.killNode("n1")
+	p := w.reconcile()
+	if len(p.Volumes) != 1 || p.Volumes[0].Claim != "data-db-0" || p.Volumes[0].Node != "n1" || !p.Volumes[0].Created.Equal(w.now) {
+		t.Fatalf("volumes %+v; want data-db-0 recorded on n1 at binding, created now", p.Volumes)
+	}
+	w.now = w.now.Add(10 * time.Minute)
+	w.setNode("n1", state.NodeReady)
+	// n1's agent removes the lost pod and releases its record.
+	w.apply(&state.DeletePods{UIDs: []string{first.UID}})
+	p = w.reconcile()
+	if len(p.Create) != 1 || len(p.Create[0].Spec.FreshClaims) != 0 || p.Create[0].Spec.PinnedNode != "n1" {
+		t.Fatalf("second db-0: %+v; want it pinned to n1, where the first one's data is, with no fresh claim", p.Create)
+	}
+}
+
+// TestStatefulSetOrphanVolumeAtBinding: a prune-disabled set removed from Git before its
+// bound pod's claims were recorded keeps its pod, and the pod's fresh claims are recorded on
+// its node (Retain, kept): the set back in Git pins the claim's next pod there.
+func TestStatefulSetOrphanVolumeAtBinding(t *testing.T) {
+	w := newWorld(t)
+	w.addNode("n1")
+	doc := strings.Replace(volumeSet("db:v1"), "metadata: {name: db, namespace: shop}\nspec:\n  replicas", "metadata: {name: db, namespace: shop, annotations: {shoal.dev/prune: disabled}}\nspec:\n  replicas", 1)
+	w.commitYAML(doc)
+	w.reconcile()
+	first := podNamed(w, "db-0")
+	w.apply(&state.BindPods{Bindings: []state.Binding{{UID: first.UID, Node: "n1"}}})
+	w.commitYAML("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other, namespace: shop}\ndata: {a: b}\n")
+	p := w.reconcile()
+	if len(p.Volumes) != 1 || p.Volumes[0].Claim != "data-db-0" || p.Volumes[0].Node != "n1" || !p.Volumes[0].Keep || p.Volumes[0].WhenDeleted != state.Retain {
+		t.Fatalf("volumes %+v; want data-db-0 recorded on n1, kept, Retain", p.Volumes)
+	}
+	w.killNode("n1")
+	w.setNode("n1", state.NodeReady)
+	w.apply(&state.DeletePods{UIDs: []string{first.UID}})
+	w.commitYAML(doc)
+	p = w.reconcile()
+	if len(p.Create) != 1 || len(p.Create[0].Spec.FreshClaims) != 0 || p.Create[0].Spec.PinnedNode != "n1" {
+		t.Fatalf("db-0 back in Git: %+v; want it pinned to n1", p.Create)
+	}
+}
+
+// TestStatefulSetStaleFreshClaim: a leader deciding from a view older than a claim's record
+// makes the claim's pod with the claim fresh; the store refuses that pod, and the next
+// reconcile, from the store's view, pins it to the volume's node.
+func TestStatefulSetStaleFreshClaim(t *testing.T) {
 	w := newWorld(t)
 	w.addNode("n1")
 	w.commitYAML(volumeSet("db:v1"))
-	w.reconcile()
-	uid := podNamed(w, "db-0").UID
-	w.apply(&state.BindPods{Bindings: []state.Binding{{UID: uid, Node: "n1"}}})
-	if p := w.reconcile(); len(p.Volumes) != 0 {
-		t.Errorf("volumes %+v recorded before the pod started", p.Volumes)
+	stale := w.store.Snapshot() // before db-0 existed
+	w.converge(5 * time.Second)
+	if n := w.store.Snapshot().VolumeNode("shop", "data-db-0"); n == "" {
+		t.Fatal("data-db-0 not recorded after converging")
+	}
+	// db-0 fails; the leader removes its record and dies; the next one decides from stale.
+	w.apply(&state.DeletePods{UIDs: []string{podNamed(w, "db-0").UID}})
+	w.now = w.now.Add(time.Minute)
+	plan, err := Reconcile(w.input(stale))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Create) != 1 || len(plan.Create[0].Spec.FreshClaims) != 1 {
+		t.Fatalf("stale plan creates %+v; want db-0 with data-db-0 fresh", plan.Create)
+	}
+	rejected := false
+	for _, c := range plan.Commands() {
+		if _, ok := c.(*state.CreatePods); !ok {
+			continue
+		}
+		res := w.apply(c)
+		rejected = len(res.Rejected) == 1 && res.Rejected[0].Reason == state.RejectClaimRecorded
+	}
+	if !rejected || len(w.store.Snapshot().PodsByOwner("shop", "StatefulSet", "db")) != 0 {
+		t.Fatalf("stale db-0 with a recorded claim fresh: rejected %v, pods %v; want refused (%s)", rejected, describePods(w.store.Snapshot()), state.RejectClaimRecorded)
+	}
+	p := w.reconcile()
+	if len(p.Create) != 1 || len(p.Create[0].Spec.FreshClaims) != 0 || p.Create[0].Spec.PinnedNode != "n1" {
+		t.Fatalf("db-0 from the store's view: %+v; want it pinned to n1", p.Create)
 	}
 }
 

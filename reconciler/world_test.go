@@ -29,8 +29,14 @@ type world struct {
 	// running is what each node actually runs, by pod name → UID: a partitioned (NotReady)
 	// node keeps running what it had, whatever the store says.
 	running map[string]map[string]string
+	// dirs is each node's local volume directories, by node → "NAMESPACE/CLAIM" → UID of the
+	// pod that made it, while its data is wanted: a node declared gone gives its data up (its
+	// records are forgotten), a deleted volume's directory is removed.
+	dirs map[string]map[string]string
 	// violations are broken volume invariants seen by the nodes (sync): a pod started on a
-	// volume being deleted, a volume marked for deletion while a pod of its claim runs.
+	// volume being deleted, a fresh claim's pod started on a directory another pod made (whose
+	// data is wanted), or while its volume is recorded on another node, a volume marked for
+	// deletion while a pod of its claim runs.
 	violations []string
 }
 
@@ -41,7 +47,7 @@ func newWorld(t testing.TB) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &world{t: t, store: s, now: epoch, running: map[string]map[string]string{}}
+	return &world{t: t, store: s, now: epoch, running: map[string]map[string]string{}, dirs: map[string]map[string]string{}}
 }
 
 func (w *world) apply(c state.Command) *state.Result {
@@ -65,6 +71,7 @@ func (w *world) setNode(name string, st state.NodeStatus) {
 	w.apply(&state.SetNodeStatus{Name: name, Status: st, Heartbeat: w.now})
 	if st == state.NodeGone {
 		w.running[name] = map[string]string{} // known dead: nothing runs there
+		delete(w.dirs, name)                  // its volumes' records are forgotten: data given up
 	}
 }
 
@@ -183,12 +190,7 @@ func (w *world) sync() {
 						w.violations = append(w.violations, fmt.Sprintf("pod %s starts on %s while the volume of its claim %s is being deleted on %s", p.Name, n.Name, v.Claim, v.Node))
 					}
 				}
-				// A fresh claim's directory is emptied by the node: it must have no record.
-				for _, c := range p.Spec.FreshClaims {
-					if v := snap.Volume(p.Namespace, c); v != nil {
-						w.violations = append(w.violations, fmt.Sprintf("pod %s starts on %s with claim %s fresh, but its volume is recorded on %s", p.Name, n.Name, c, v.Node))
-					}
-				}
+				w.startVolumes(snap, p, n.Name)
 				run[p.Name] = p.UID
 				keep[p.Name] = true
 				ups = append(ups, state.PodStatusUpdate{UID: p.UID, Status: state.PodStatus{Phase: state.PhaseRunning, StartTime: w.now}})
@@ -205,6 +207,72 @@ func (w *world) sync() {
 		if len(ups) > 0 {
 			w.apply(&state.UpdatePodStatus{Node: n.Name, Updates: ups})
 		}
+	}
+}
+
+// startVolumes is a node setting up the volumes of a pod it starts. A fresh claim gets a new
+// directory: one another pod made there, whose data is wanted, would be set aside (the data
+// lost to the claim), and a record of the claim on another node means the data lives there.
+// Its record on this node may be that of this very pod's binding. A claim recorded here for
+// the pod keeps its directory.
+func (w *world) startVolumes(snap *state.Snapshot, p *state.Pod, node string) {
+	if w.dirs[node] == nil {
+		w.dirs[node] = map[string]string{}
+	}
+	dirs := w.dirs[node]
+	fresh := map[string]bool{}
+	for _, c := range p.Spec.FreshClaims {
+		fresh[c] = true
+		k := p.Namespace + "/" + c
+		if v := snap.Volume(p.Namespace, c); v != nil && v.Node != node {
+			w.violations = append(w.violations, fmt.Sprintf("pod %s starts on %s with claim %s fresh, but its volume is recorded on %s", p.Name, node, c, v.Node))
+		}
+		if uid, ok := dirs[k]; ok && uid != p.UID {
+			w.violations = append(w.violations, fmt.Sprintf("pod %s (uid %s) starts on %s with claim %s fresh, over the directory pod uid %s made there, whose data is wanted", p.Name, p.UID, node, c, uid))
+		}
+		for other, d := range w.dirs {
+			if uid, ok := d[k]; ok && other != node {
+				w.violations = append(w.violations, fmt.Sprintf("pod %s (uid %s) starts on %s with claim %s fresh, while %s holds the directory pod uid %s made, whose data is wanted", p.Name, p.UID, node, c, other, uid))
+			}
+		}
+		dirs[k] = p.UID
+	}
+	for _, v := range snap.Volumes() {
+		k := v.Namespace + "/" + v.Claim
+		if v.Namespace == p.Namespace && v.Pod == p.Name && v.Node == node && !fresh[v.Claim] && dirs[k] == "" {
+			dirs[k] = p.UID
+		}
+	}
+}
+
+// startUnreported is a Ready node taking every unplaced pod it may (unpinned, or pinned to
+// it), starting them (their volumes made, data written), and being cut off before its report
+// lands: the store has the pods bound, not started.
+func (w *world) startUnreported(node string) {
+	for _, p := range w.store.Snapshot().UnplacedPods() {
+		if p.Spec.PinnedNode != "" && p.Spec.PinnedNode != node {
+			continue
+		}
+		if len(w.apply(&state.BindPods{Bindings: []state.Binding{{UID: p.UID, Node: node}}}).Rejected) > 0 {
+			continue
+		}
+		w.startVolumes(w.store.Snapshot(), p, node)
+		w.running[node][p.Name] = p.UID
+	}
+	w.killNode(node)
+}
+
+// releaseLost is a node back from being unreachable deleting the records of its lost
+// StatefulSet pods it no longer runs (the agent's ReleasedPods): their names are free again.
+func (w *world) releaseLost(node string) {
+	var uids []string
+	for _, p := range w.store.Snapshot().PodsOnNode(node) {
+		if p.Status.Phase == state.PhaseLost && p.Owner.Kind == "StatefulSet" && w.running[node][p.Name] != p.UID {
+			uids = append(uids, p.UID)
+		}
+	}
+	if len(uids) > 0 {
+		w.apply(&state.DeletePods{UIDs: uids})
 	}
 }
 
@@ -240,6 +308,9 @@ func (w *world) syncVolumes() {
 	sort.Strings(nodes)
 	for _, n := range nodes {
 		w.apply(&state.RemoveVolumes{Volumes: byNode[n]})
+		for _, v := range byNode[n] {
+			delete(w.dirs[n], v.Namespace+"/"+v.Claim)
+		}
 	}
 }
 

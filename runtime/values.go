@@ -306,7 +306,7 @@ func fieldValue(pod PodSpec, podIP, p string) (string, error) {
 	case "metadata.labels":
 		return formatMap(pod.Labels), nil
 	case "metadata.annotations":
-		return formatMap(pod.Annotations), nil
+		return formatMap(podAnnotations(pod)), nil
 	case "spec.nodeName":
 		return pod.NodeName, nil
 	case "spec.serviceAccountName":
@@ -318,9 +318,26 @@ func fieldValue(pod PodSpec, podIP, p string) (string, error) {
 		if base == "metadata.labels" {
 			return pod.Labels[key], nil
 		}
-		return pod.Annotations[key], nil
+		return podAnnotations(pod)[key], nil
 	}
 	return "", fmt.Errorf("unsupported field %q", p)
+}
+
+// podAnnotations are the pod's annotations as the downward API shows them:
+// those of its manifest, without AnnotationFreshClaims, which the node agent
+// adds for the runtime (it is no part of the pod the user wrote, and
+// changes from one incarnation of the pod to the next).
+func podAnnotations(pod PodSpec) map[string]string {
+	if _, ok := pod.Annotations[AnnotationFreshClaims]; !ok {
+		return pod.Annotations
+	}
+	m := make(map[string]string, len(pod.Annotations)-1)
+	for k, v := range pod.Annotations {
+		if k != AnnotationFreshClaims {
+			m[k] = v
+		}
+	}
+	return m
 }
 
 // formatMap renders labels or annotations as the kubelet does: sorted

@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -23,6 +25,7 @@ import (
 //	DataDir/pods/UID/volumes/NAME          emptyDir medium Memory, secret (a tmpfs mounted there)
 //	DataDir/volumes/local/NAMESPACE/CLAIM  persistentVolumeClaim
 //	DataDir/volumes/local-pods/NAMESPACE/CLAIM  UID of the pod that made a fresh claim's volume
+//	DataDir/volumes/local-replaced/NAMESPACE/CLAIM-UID-UNIXTIME  a volume a fresh claim replaced
 //
 // ConfigMap and secret volumes use the kubelet's atomic ..data layout and
 // are updated in place by RefreshVolumes (volume_refresh.go); downwardAPI
@@ -70,72 +73,124 @@ func (c *Containerd) DeleteLocalVolume(namespace, claim string) error {
 // incarnation of the claim (this node was declared gone, its records
 // forgotten, and came back under its name; or a volume's deletion was cut
 // short), unless this very pod made it (set up again after an agent
-// restart), which the maker file says. Old contents are removed before the
-// pod sees them, and refused while another pod this runtime holds mounts
-// the claim. A claim with a record (the pod is pinned here) always keeps
-// its directory and data.
+// restart), which the maker file says. The old directory is moved aside
+// (localVolumeReplaced), not deleted, before the pod sees it: should the
+// claim have been fresh by mistake, its data can be moved back by hand.
+// That is refused while another pod this runtime holds mounts the claim,
+// or may (a pod record that cannot be read). A claim with a record (the
+// pod is pinned here) always keeps its directory and data.
 func (c *Containerd) setupLocalVolume(key PodKey, claim string, fresh bool) error {
+	if err := c.setupLocalDir(key, claim, fresh); err != nil {
+		return fmt.Errorf("claim %s: %w", claim, err)
+	}
+	return nil
+}
+
+func (c *Containerd) setupLocalDir(key PodKey, claim string, fresh bool) error {
 	dir := c.LocalVolumePath(key.Namespace, claim)
 	if !fresh {
 		return mkdirMode(dir, 0o777)
 	}
 	maker := c.localVolumeMaker(key.Namespace, claim)
-	if b, err := os.ReadFile(maker); err == nil && string(b) == key.UID {
+	b, err := os.ReadFile(maker)
+	if err == nil && string(b) == key.UID {
 		return mkdirMode(dir, 0o777)
 	} else if err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("claim %s: %w", claim, err)
+		return err
 	}
 	if _, err := os.Lstat(dir); err == nil {
-		if other := c.claimHolder(key, claim); other != "" {
-			return fmt.Errorf("claim %s: a new volume is wanted, but pod %s still mounts the old one here", claim, other)
+		other, err := c.claimHolder(key, claim)
+		if err != nil {
+			return fmt.Errorf("a new volume is wanted, but whether another pod here mounts the old one is unknown: %w", err)
 		}
-		c.log.Warn("local volume of an earlier incarnation of the claim emptied: the claim has no volume record, so its pod gets a new, empty volume",
-			"claim", key.Namespace+"/"+claim, "pod", key.Namespace+"/"+key.Name, "uid", key.UID, "dir", dir)
-		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("claim %s: empty the old volume: %w", claim, err)
+		if other != "" {
+			return fmt.Errorf("a new volume is wanted, but pod %s still mounts the old one here", other)
 		}
+		to, err := c.replaceLocalVolume(key.Namespace, claim, string(b))
+		if err != nil {
+			return fmt.Errorf("move the old volume aside: %w", err)
+		}
+		c.log.Warn("local volume of an earlier incarnation of the claim moved aside: the claim has no volume record, so its pod gets a new, empty volume; the old data stays there until removed by hand",
+			"claim", key.Namespace+"/"+claim, "pod", key.Namespace+"/"+key.Name, "uid", key.UID, "dir", dir, "movedTo", to)
 	} else if !os.IsNotExist(err) {
-		return fmt.Errorf("claim %s: %w", claim, err)
+		return err
 	}
 	if err := mkdirMode(dir, 0o777); err != nil {
 		return err
 	}
 	// Written last: a crash before it leaves an empty directory this pod
-	// empties again.
+	// moves aside again.
 	if err := os.MkdirAll(filepath.Dir(maker), 0o755); err != nil {
 		return err
 	}
 	tmp := maker + ".tmp"
 	if err := os.WriteFile(tmp, []byte(key.UID), 0o600); err != nil {
-		return fmt.Errorf("claim %s: %w", claim, err)
+		return err
 	}
 	return os.Rename(tmp, maker)
 }
 
+// localVolumeReplaced is where the directory of a claim made for the pod
+// maker (its UID, or "unknown" without a maker file) is moved when a fresh
+// claim replaces it: in the data directory, so that a rename moves it.
+// Nothing removes it: the operator does, once sure the data is not wanted.
+func (c *Containerd) localVolumeReplaced(namespace, claim, maker string, at time.Time) string {
+	if !validUID(maker) {
+		maker = "unknown"
+	}
+	return filepath.Join(c.cfg.DataDir, "volumes", "local-replaced", namespace, fmt.Sprintf("%s-%s-%d", claim, maker, at.Unix()))
+}
+
+// replaceLocalVolume moves a claim's directory to localVolumeReplaced and
+// returns where. It renames, never copies: a directory on another
+// filesystem is an error, not a deletion.
+func (c *Containerd) replaceLocalVolume(namespace, claim, maker string) (string, error) {
+	to := c.localVolumeReplaced(namespace, claim, maker, time.Now())
+	if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+		return "", err
+	}
+	// A rename replaces an empty directory at to: never overwrite one.
+	if _, err := os.Lstat(to); err == nil {
+		return "", fmt.Errorf("%s exists already; retried later", to)
+	} else if !os.IsNotExist(err) {
+		return "", err
+	}
+	if err := os.Rename(c.LocalVolumePath(namespace, claim), to); err != nil {
+		return "", err
+	}
+	return to, nil
+}
+
 // claimHolder returns another pod this runtime holds (running or
-// stopped) that mounts claim in key's namespace, or "". Records are read
-// without their locks: they are replaced atomically, and taking another
-// pod's lock while holding this one's could deadlock.
-func (c *Containerd) claimHolder(key PodKey, claim string) string {
+// stopped) that mounts claim in key's namespace, or "". A record that
+// cannot be read is an error (it may be such a pod), unless it is gone.
+// Records are read without their locks: they are replaced atomically, and
+// taking another pod's lock while holding this one's could deadlock.
+func (c *Containerd) claimHolder(key PodKey, claim string) (string, error) {
 	uids, err := c.recordUIDs()
 	if err != nil {
-		return "(pod records unreadable: " + err.Error() + ")"
+		return "", fmt.Errorf("pod records: %w", err)
 	}
 	for _, uid := range uids {
 		if uid == key.UID {
 			continue
 		}
 		r, err := c.loadRecord(uid)
-		if err != nil || r.Spec.Key.Namespace != key.Namespace {
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed since it was listed, or no record written
+		} else if err != nil {
+			return "", fmt.Errorf("pod %s: %w", uid, err)
+		}
+		if r.Spec.Key.Namespace != key.Namespace {
 			continue
 		}
 		for _, v := range r.Spec.Volumes {
 			if v.Local != nil && v.Local.Claim == claim {
-				return r.Spec.Key.Name + " (uid " + uid + ")"
+				return r.Spec.Key.Name + " (uid " + uid + ")", nil
 			}
 		}
 	}
-	return ""
+	return "", nil
 }
 
 // setupVolumes makes every volume of the pod ready to be mounted. It is

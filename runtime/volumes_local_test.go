@@ -10,10 +10,11 @@ import (
 
 // TestLocalVolumeFreshClaim: a claim the leader has no volume record of (fresh) never reopens a
 // directory made for an earlier incarnation of the claim (a node declared gone that came back
-// keeps its directories): its old contents are removed first, unless the same pod made it (set
-// up again after an agent restart), and never while another pod held here mounts the claim. A
-// pinned claim (with a record) always keeps its data. No containerd needed: only the data
-// directory is touched.
+// keeps its directories): the old directory is moved aside under volumes/local-replaced, named
+// by the claim and its maker's UID, unless the same pod made it (set up again after an agent
+// restart), and never while another pod held here mounts the claim or a pod record here cannot
+// be read. A pinned claim (with a record) always keeps its data. No containerd needed: only
+// the data directory is touched.
 func TestLocalVolumeFreshClaim(t *testing.T) {
 	c := &Containerd{cfg: Config{DataDir: t.TempDir()}, log: slog.New(slog.NewTextHandler(testWriter{t}, nil))}
 	const claim = "data-db-0"
@@ -29,6 +30,15 @@ func TestLocalVolumeFreshClaim(t *testing.T) {
 		_, err := os.Stat(filepath.Join(dir, "old"))
 		return err == nil
 	}
+	// moved reports whether the data a pod with UID maker made is kept aside.
+	moved := func(maker string) bool {
+		t.Helper()
+		m, err := filepath.Glob(filepath.Join(c.cfg.DataDir, "volumes", "local-replaced", "shop", claim+"-"+maker+"-*", "old"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(m) == 1
+	}
 	setup := func(uid string, fresh bool) error {
 		t.Helper()
 		return c.setupLocalVolume(pod(uid), claim, fresh)
@@ -42,8 +52,8 @@ func TestLocalVolumeFreshClaim(t *testing.T) {
 	if err := setup("u1", false); err != nil || !has() {
 		t.Fatalf("pinned claim: %v, data kept %v; want kept", err, has())
 	}
-	if err := setup("u1", true); err != nil || has() {
-		t.Fatalf("fresh claim over an old directory: %v, data kept %v; want emptied", err, has())
+	if err := setup("u1", true); err != nil || has() || !moved("unknown") {
+		t.Fatalf("fresh claim over an old directory: %v, data kept %v, moved aside %v; want a new directory, the old one moved aside", err, has(), moved("unknown"))
 	}
 	write()
 	if err := setup("u1", true); err != nil || !has() {
@@ -65,8 +75,30 @@ func TestLocalVolumeFreshClaim(t *testing.T) {
 	if err := os.RemoveAll(c.podDir("u9")); err != nil {
 		t.Fatal(err)
 	}
-	if err := setup("u3", true); err != nil || has() {
-		t.Fatalf("fresh claim of a new pod: %v, data kept %v; want emptied", err, has())
+
+	// A pod record here that cannot be read may be a pod mounting the claim: refused too, and
+	// the error names the claim.
+	if err := os.MkdirAll(c.podDir("u8"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.podDir("u8"), "pod.json"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := setup("u3", true); err == nil || !strings.Contains(err.Error(), claim) || !strings.Contains(err.Error(), "u8") || !has() {
+		t.Fatalf("fresh claim with an unreadable pod record: %v, data kept %v; want refused naming the claim and the record, kept", err, has())
+	}
+	if err := os.RemoveAll(c.podDir("u8")); err != nil {
+		t.Fatal(err)
+	}
+	// A pod directory without a record (being made, or being removed) holds nothing.
+	if err := os.MkdirAll(c.podDir("u7"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := setup("u3", true); err != nil || has() || !moved("u1") {
+		t.Fatalf("fresh claim of a new pod: %v, data kept %v, moved aside %v; want a new directory, u1's moved aside", err, has(), moved("u1"))
+	}
+	if err := setup("u3", true); err != nil || !moved("u1") {
+		t.Fatalf("the same pod set up again: %v; u1's data still aside %v", err, moved("u1"))
 	}
 
 	if err := c.DeleteLocalVolume("shop", claim); err != nil {
@@ -92,4 +124,24 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
+}
+
+// TestDownwardAnnotationsHideFreshClaims: the annotation the node agent adds for the runtime
+// (AnnotationFreshClaims) is not in the pod's downward-API metadata.annotations, whole or by
+// key; the manifest's annotations are.
+func TestDownwardAnnotationsHideFreshClaims(t *testing.T) {
+	pod := PodSpec{Key: PodKey{Namespace: "shop", Name: "db-0", UID: "u1"},
+		Annotations: map[string]string{"team": "a", AnnotationFreshClaims: "data-db-0"}}
+	if v, err := fieldValue(pod, "", "metadata.annotations"); err != nil || v != `team="a"` {
+		t.Errorf("metadata.annotations = %q, %v; want team only", v, err)
+	}
+	if v, err := fieldValue(pod, "", "metadata.annotations['"+AnnotationFreshClaims+"']"); err != nil || v != "" {
+		t.Errorf("metadata.annotations['%s'] = %q, %v; want empty", AnnotationFreshClaims, v, err)
+	}
+	if v, err := fieldValue(pod, "", "metadata.annotations['team']"); err != nil || v != "a" {
+		t.Errorf("metadata.annotations['team'] = %q, %v; want a", v, err)
+	}
+	if pod.Annotations[AnnotationFreshClaims] != "data-db-0" {
+		t.Error("the pod's annotations were changed")
+	}
 }

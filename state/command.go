@@ -108,6 +108,7 @@ const (
 	RejectVolumeNotFound  RejectReason = "volume-not-found"
 	RejectVolumeInUse     RejectReason = "volume-in-use"
 	RejectVolumeKept      RejectReason = "volume-kept"
+	RejectClaimRecorded   RejectReason = "claim-recorded"
 )
 
 // Rejection names the item (pod UID, and node where relevant) and the reason.

@@ -90,9 +90,10 @@ type PodSpec struct {
 	// record when the leader created it: each gets a new, empty volume. A
 	// directory its node holds for such a claim was made for an earlier
 	// incarnation of the claim (a node declared gone and back, a deletion
-	// interrupted) and the node empties it first, unless this very pod made
+	// interrupted) and the node moves it aside first, unless this very pod made
 	// it (runtime.LocalVolume.Fresh). Claims with a record are pinned
-	// (PinnedNode) and keep their data.
+	// (PinnedNode) and keep their data. CreatePods refuses a pod that lists
+	// a claim with a record (RejectClaimRecorded).
 	FreshClaims []string `json:"freshClaims,omitempty"`
 }
 
@@ -243,6 +244,12 @@ func applyCreatePods(w *writeTxn, c *CreatePods) (*Result, error) {
 				res.Rejected = append(res.Rejected, Rejection{UID: p.UID, Node: p.NodeName, Reason: r})
 				continue
 			}
+		}
+		if r, err := checkFreshClaims(w, &p); err != nil {
+			return nil, err
+		} else if r != "" {
+			res.Rejected = append(res.Rejected, Rejection{UID: p.UID, Node: p.NodeName, Reason: r})
+			continue
 		}
 		if p.Desired == 0 {
 			p.Desired = DesiredRun

@@ -10,9 +10,9 @@ import (
 // Volume records that a node holds the local persistent volume of a claim
 // (a StatefulSet's "TEMPLATE-POD", e.g. "data-db-0"). The volume is a
 // directory on that node only, so every later pod of the claim is pinned
-// there (PodSpec.PinnedNode). The leader records it once the node reported
-// a pod of the claim started (its volumes are set up before its
-// containers).
+// there (PodSpec.PinnedNode). The leader records it as soon as a pod of
+// the claim is bound to the node, which may make the volume and write to
+// it before its report reaches the store.
 //
 // Its end follows the StatefulSet's persistentVolumeClaimRetentionPolicy,
 // recorded here with the owner because a StatefulSet removed from Git is
@@ -104,6 +104,26 @@ func (v *Volume) validate() error {
 		return fmt.Errorf("volume %s/%s: deleting is set by DeleteVolumes only", v.Namespace, v.Claim)
 	}
 	return nil
+}
+
+// checkFreshClaims rejects a new pod that lists a claim as fresh
+// (PodSpec.FreshClaims) while the claim has a volume record: the leader
+// decided from a view older than the record, and the pod's node would set
+// the claim's live volume aside for a new, empty one. Pods that list no
+// fresh claim (every pod of entries written before FreshClaims existed) are
+// not checked, so those entries apply as they did. The pin of a claim with
+// a record is not checked: the pod record does not name those claims.
+func checkFreshClaims(w *writeTxn, p *Pod) (RejectReason, error) {
+	for _, c := range p.Spec.FreshClaims {
+		v, err := first[Volume](w.tx, TableVolumes, indexIDName, p.Namespace, c)
+		if err != nil {
+			return "", err
+		}
+		if v != nil {
+			return RejectClaimRecorded, nil
+		}
+	}
+	return "", nil
 }
 
 func volumesSchema() *memdb.TableSchema {
