@@ -133,23 +133,9 @@ type nftPortFrag struct {
 }
 
 func (rd *nftRenderer) render(services []Service) *NFTRuleset {
-	order, dups := renderOrder(services)
-	next := make(map[string]*nftFragment, len(services))
-	frags := make([]*nftFragment, 0, len(services))
-	for _, err := range dups {
-		frags = append(frags, &nftFragment{err: err})
-	}
-	for _, i := range order {
-		s := &services[i]
-		key := s.Key()
-		f := rd.cache[key]
-		if f == nil || !sameService(&f.svc, s) {
-			f = rd.service(s)
-		}
-		next[key] = f
-		frags = append(frags, f)
-	}
-	rd.cache = next
+	var frags []*nftFragment
+	frags, rd.cache = renderCached(services, rd.cache, func(f *nftFragment) *Service { return &f.svc }, rd.service,
+		func(err error) *nftFragment { return &nftFragment{err: err} })
 	return rd.assemble(frags)
 }
 

@@ -180,24 +180,36 @@ type portKey struct {
 const hexByte = "0123456789ABCDEF"
 
 func (rd *renderer) render(services []Service) *Ruleset {
+	var frags []*fragment
+	frags, rd.cache = renderCached(services, rd.cache, func(f *fragment) *Service { return &f.svc }, rd.service,
+		func(err error) *fragment { return &fragment{err: err} })
+	return rd.assemble(frags)
+}
+
+// renderCached renders services in renderOrder for either backend: the
+// fragment of a Service unchanged since it was rendered comes from cache
+// (svcOf gives the Service a fragment was rendered from), the others from
+// render. It returns the fragments, one made by failed first for each
+// duplicate left out, and the cache for the next call.
+func renderCached[F any](services []Service, cache map[string]F, svcOf func(F) *Service, render func(*Service) F,
+	failed func(error) F) ([]F, map[string]F) {
 	order, dups := renderOrder(services)
-	next := make(map[string]*fragment, len(services))
-	frags := make([]*fragment, 0, len(services))
+	next := make(map[string]F, len(services))
+	frags := make([]F, 0, len(services)+len(dups))
 	for _, err := range dups {
-		frags = append(frags, &fragment{err: err})
+		frags = append(frags, failed(err))
 	}
 	for _, i := range order {
 		s := &services[i]
 		key := s.Key()
-		f := rd.cache[key]
-		if f == nil || !sameService(&f.svc, s) {
-			f = rd.service(s)
+		f, ok := cache[key]
+		if !ok || !sameService(svcOf(f), s) {
+			f = render(s)
 		}
 		next[key] = f
 		frags = append(frags, f)
 	}
-	rd.cache = next
-	return rd.assemble(frags)
+	return frags, next
 }
 
 // renderOrder returns the indexes of services sorted by namespace and name,
