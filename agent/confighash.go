@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/shoal-dev/shoal/manifest"
+	"github.com/shoal-dev/shoal/reconciler"
 	"github.com/shoal-dev/shoal/secrets"
 )
 
@@ -88,7 +89,7 @@ func (a *Agent) configHashes(ctx context.Context, commit string, set *manifest.S
 // workloadConfigRefs lists the ConfigMaps and Secrets the pod templates of set's workloads
 // reference, sorted and unique: volumes (and projected sources), envFrom and env valueFrom of
 // init and regular containers, as the reconciler reads them when it folds config hashes into
-// a template hash. imagePullSecrets are not among them: the reconciler does not fold them in.
+// a template hash (reconciler.ConfigRefs). imagePullSecrets are not among them.
 func workloadConfigRefs(set *manifest.Set) []manifest.Key {
 	seen := map[manifest.Key]bool{}
 	for _, o := range set.Objects() {
@@ -99,7 +100,7 @@ func workloadConfigRefs(set *manifest.Set) []manifest.Key {
 		if err != nil {
 			continue
 		}
-		for _, k := range podConfigRefs(o.Key.Namespace, &t.Spec) {
+		for _, k := range reconciler.ConfigRefs(o.Key.Namespace, &t.Spec) {
 			seen[k] = true
 		}
 	}
@@ -108,57 +109,5 @@ func workloadConfigRefs(set *manifest.Set) []manifest.Key {
 		out = append(out, k)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
-	return out
-}
-
-// podConfigRefs lists the ConfigMaps and Secrets one pod spec references, in namespace.
-func podConfigRefs(namespace string, spec *corev1.PodSpec) []manifest.Key {
-	var out []manifest.Key
-	add := func(kind, name string) {
-		if name != "" {
-			out = append(out, manifest.Key{Kind: kind, Namespace: namespace, Name: name})
-		}
-	}
-	for _, v := range spec.Volumes {
-		if v.ConfigMap != nil {
-			add("ConfigMap", v.ConfigMap.Name)
-		}
-		if v.Secret != nil {
-			add("Secret", v.Secret.SecretName)
-		}
-		if v.Projected != nil {
-			for _, s := range v.Projected.Sources {
-				if s.ConfigMap != nil {
-					add("ConfigMap", s.ConfigMap.Name)
-				}
-				if s.Secret != nil {
-					add("Secret", s.Secret.Name)
-				}
-			}
-		}
-	}
-	for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
-		for i := range cs {
-			for _, e := range cs[i].EnvFrom {
-				if e.ConfigMapRef != nil {
-					add("ConfigMap", e.ConfigMapRef.Name)
-				}
-				if e.SecretRef != nil {
-					add("Secret", e.SecretRef.Name)
-				}
-			}
-			for _, e := range cs[i].Env {
-				if e.ValueFrom == nil {
-					continue
-				}
-				if r := e.ValueFrom.ConfigMapKeyRef; r != nil {
-					add("ConfigMap", r.Name)
-				}
-				if r := e.ValueFrom.SecretKeyRef; r != nil {
-					add("Secret", r.Name)
-				}
-			}
-		}
-	}
 	return out
 }

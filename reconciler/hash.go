@@ -131,7 +131,7 @@ func configHash(namespace string, spec *corev1.PodSpec, config map[manifest.Key]
 	if len(config) == 0 {
 		return ""
 	}
-	refs := configRefs(namespace, spec)
+	refs := ConfigRefs(namespace, spec)
 	if len(refs) == 0 {
 		return ""
 	}
@@ -151,8 +151,10 @@ func configHash(namespace string, spec *corev1.PodSpec, config map[manifest.Key]
 	return encodeSafe(h.Sum64(), 10)
 }
 
-// configRefs lists the ConfigMaps and Secrets a pod spec references, sorted and unique.
-func configRefs(namespace string, spec *corev1.PodSpec) []manifest.Key {
+// ConfigRefs lists the ConfigMaps and Secrets a pod spec references, sorted and unique: volumes
+// (and projected sources), envFrom and env valueFrom of init and regular containers. These are
+// what a template's config hash covers; imagePullSecrets are not among them.
+func ConfigRefs(namespace string, spec *corev1.PodSpec) []manifest.Key {
 	seen := map[manifest.Key]bool{}
 	add := func(kind, name string) {
 		if name != "" {
