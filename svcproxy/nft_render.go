@@ -188,28 +188,14 @@ func (rd *nftRenderer) service(s *Service) *nftFragment {
 			}
 		}
 		if sp.Protocol == UDP {
-			pf.udp = &UDPPort{Key: owner, ClusterIP: s.ClusterIP, Port: sp.Port}
-			for _, e := range eps {
-				pf.udp.Endpoints = append(pf.udp.Endpoints, e.ip)
-			}
+			pf.udp = udpPort(owner, s.ClusterIP, sp.Port, eps)
 		}
 
 		// NodePort.
 		if s.Type == TypeNodePort && sp.NodePort != 0 {
 			pf.node = portKey{proto: sp.Protocol, port: sp.NodePort}
-			npEps, npAffinity := eps, affinity
 			local := s.ExternalTrafficPolicy == PolicyLocal
-			if local {
-				npEps, npAffinity = nil, nil
-				for i, e := range eps {
-					if e.local {
-						npEps = append(npEps, e)
-						if affinity != nil {
-							npAffinity = append(npAffinity, affinity[i])
-						}
-					}
-				}
-			}
+			npEps, npAffinity := nodePortEndpoints(local, eps, affinity)
 			k := portKey2(sp.Protocol, sp.NodePort)
 			switch {
 			case len(npEps) == 0:

@@ -330,28 +330,14 @@ func (rd *renderer) service(s *Service) *fragment {
 			pf.rules = dnatRules(b, match, named, eps, recent, timeout)
 		}
 		if sp.Protocol == UDP {
-			pf.udp = &UDPPort{Key: comment, ClusterIP: s.ClusterIP, Port: sp.Port}
-			for _, e := range eps {
-				pf.udp.Endpoints = append(pf.udp.Endpoints, e.ip)
-			}
+			pf.udp = udpPort(comment, s.ClusterIP, sp.Port, eps)
 		}
 
 		// NodePort.
 		if s.Type == TypeNodePort && sp.NodePort != 0 {
 			pf.node = portKey{proto: sp.Protocol, port: sp.NodePort}
-			npEps, npRecent := eps, recent
 			local := s.ExternalTrafficPolicy == PolicyLocal
-			if local {
-				npEps, npRecent = nil, nil
-				for i, e := range eps {
-					if e.local {
-						npEps = append(npEps, e)
-						if recent != nil {
-							npRecent = append(npRecent, recent[i])
-						}
-					}
-				}
-			}
+			npEps, npRecent := nodePortEndpoints(local, eps, recent)
 			if len(npEps) == 0 {
 				pf.npReject = fmt.Appendf(nil, "-A %s -m addrtype --dst-type LOCAL -p %s -m %s --dport %d -m comment --comment %s -j REJECT --reject-with %s\n",
 					ChainReject, proto, proto, sp.NodePort, comment, reject)
@@ -609,6 +595,35 @@ func (rd *renderer) finish(r *Ruleset, svc *[256][]byte, np map[int32][]byte, np
 
 	filter.chains[ChainReject] = reject
 	filter.chains[ChainCanary] = nil
+}
+
+// udpPort is a UDP Service port as conntrack clean-up needs it (both backends).
+func udpPort(key string, clusterIP netip.Addr, port int32, eps []resolvedEndpoint) *UDPPort {
+	u := &UDPPort{Key: key, ClusterIP: clusterIP, Port: port}
+	for _, e := range eps {
+		u.Endpoints = append(u.Endpoints, e.ip)
+	}
+	return u
+}
+
+// nodePortEndpoints returns the endpoints a NodePort sends to, with the
+// per-endpoint affinity items (aff: nil, or one per endpoint) that go with
+// them: all of them, or with externalTrafficPolicy Local this node's only.
+func nodePortEndpoints[A any](local bool, eps []resolvedEndpoint, aff []A) ([]resolvedEndpoint, []A) {
+	if !local {
+		return eps, aff
+	}
+	var out []resolvedEndpoint
+	var outAff []A
+	for i, e := range eps {
+		if e.local {
+			out = append(out, e)
+			if aff != nil {
+				outAff = append(outAff, aff[i])
+			}
+		}
+	}
+	return out, outAff
 }
 
 // Owned says whether chain belongs to svcproxy.
