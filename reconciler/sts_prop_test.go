@@ -11,12 +11,8 @@ import (
 	"github.com/shoal-dev/shoal/state"
 )
 
-func statefulSetYAML(replicas int, policy string, partition int, image string) string {
-	return statefulSetVolumesYAML(replicas, policy, partition, image, "")
-}
-
-// statefulSetVolumesYAML is statefulSetYAML with a claim template and the given
-// persistentVolumeClaimRetentionPolicy (YAML flow mapping), when retention is not "".
+// statefulSetVolumesYAML is the property test's StatefulSet, with a claim template and the given
+// persistentVolumeClaimRetentionPolicy (YAML flow mapping) when retention is not "".
 func statefulSetVolumesYAML(replicas int, policy string, partition int, image, retention string) string {
 	volumes := ""
 	if retention != "" {

@@ -125,9 +125,6 @@ type nftElem struct {
 	chain            string
 }
 
-// id identifies the element within its set.
-func (e nftElem) id() string { return string(e.key) }
-
 // String renders the element as nft would list it, for tests and logs.
 func (e nftElem) String() string {
 	var b strings.Builder
