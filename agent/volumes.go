@@ -4,14 +4,10 @@ import (
 	"context"
 	"errors"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
-
 	"github.com/shoal-dev/shoal/manifest"
+	"github.com/shoal-dev/shoal/reconciler"
 	"github.com/shoal-dev/shoal/runtime"
 	"github.com/shoal-dev/shoal/state"
 )
@@ -73,9 +69,8 @@ func (vc *volumeCommits) forget(uid string) {
 // replace it for that change:
 //   - it has no config hash: a bare Pod, or a workload annotated
 //     shoal.dev/rollout-on-config-change: "false";
-//   - its owner is a Job or a CronJob: a Job's pods run to completion and are never replaced;
-//   - its owner is a StatefulSet or a DaemonSet with updateStrategy OnDelete;
-//   - it is a StatefulSet's pod whose ordinal is below the RollingUpdate partition.
+//   - its owner keeps it although the change is in its template hash
+//     (reconciler.KeepsPodOnConfigChange: Job pods, OnDelete, below a partition).
 //
 // A pod whose owner is not in set is about to be removed with it: not refreshed.
 func RefreshedInPlace(rec *state.Pod, set *manifest.Set) bool {
@@ -90,28 +85,7 @@ func RefreshedInPlace(rec *state.Pod, set *manifest.Set) bool {
 	if obj == nil {
 		return false
 	}
-	switch o := obj.Obj.(type) {
-	case *batchv1.Job, *batchv1.CronJob:
-		return true // a Job's pods run to completion and are never replaced
-	case *appsv1.DaemonSet:
-		return o.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType
-	case *appsv1.StatefulSet:
-		us := o.Spec.UpdateStrategy
-		if us.Type == appsv1.OnDeleteStatefulSetStrategyType {
-			return true
-		}
-		if us.RollingUpdate == nil || us.RollingUpdate.Partition == nil {
-			return false
-		}
-		start := 0
-		if o.Spec.Ordinals != nil {
-			start = int(o.Spec.Ordinals.Start)
-		}
-		ord, ok := podOrdinal(rec.Owner.Name, rec.Name)
-		// The partition counts from spec.ordinals.start, as the reconciler's revisionFor does.
-		return ok && ord-start < int(*us.RollingUpdate.Partition)
-	}
-	return false
+	return reconciler.KeepsPodOnConfigChange(obj, rec.Name)
 }
 
 // mayRefreshInPlace is RefreshedInPlace as far as rec alone tells: false for a pod its owner
@@ -126,19 +100,6 @@ func mayRefreshInPlace(rec *state.Pod) bool {
 		return true
 	}
 	return false
-}
-
-// podOrdinal parses a StatefulSet pod's name, "SET-ORDINAL".
-func podOrdinal(set, pod string) (int, bool) {
-	rest, ok := strings.CutPrefix(pod, set+"-")
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.Atoi(rest)
-	if err != nil || n < 0 || strconv.Itoa(n) != rest {
-		return 0, false
-	}
-	return n, true
 }
 
 // VolumeRefreshes returns the pinned commit and the pods held here whose ConfigMaps and Secrets
