@@ -26,7 +26,7 @@ import (
 // Seen on containerd 1.6.20 under load; the code is the same in 2.2.
 //
 // So each task gets FIFOs (under DataDir/fifo), and a copier in this
-// process appends both streams to the container's log through one
+// process (fifoCopier) appends both streams to the container's log through one
 // mutex-guarded writer. The shim keeps its end of the FIFOs open, so when
 // the agent restarts, NewContainerd attaches to the FIFOs of every task
 // that still exists and copying resumes where it stopped. While no agent
@@ -88,7 +88,13 @@ func (c *Containerd) newTaskWithOutput(ctx context.Context, ctr containerd.Conta
 	if err != nil {
 		return nil, err
 	}
-	task, err := ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, sink, sink), cio.WithFIFODir(c.fifoDir())))
+	task, err := ctr.NewTask(ctx, func(id string) (cio.IO, error) {
+		set, err := cio.NewFIFOSetInDir(c.fifoDir(), id, false)
+		if err != nil {
+			return nil, err
+		}
+		return c.copyOutput(id, set, sink)
+	})
 	if err != nil {
 		sink.Close()
 		return nil, err
@@ -126,7 +132,7 @@ func (c *Containerd) attachOutputs(ctx context.Context) error {
 		var fifoDir string
 		task, err := ctr.Task(ctx, func(set *cio.FIFOSet) (cio.IO, error) {
 			fifoDir = filepath.Dir(set.Stdout)
-			return cio.NewAttach(cio.WithStreams(nil, sink, sink))(set)
+			return c.copyOutput(ctr.ID(), set, sink)
 		})
 		if err != nil {
 			sink.Close()
@@ -144,6 +150,15 @@ func (c *Containerd) attachOutputs(ctx context.Context) error {
 		c.track(ctr.ID(), task.IO(), sink, cleanup)
 	}
 	return errors.Join(errs...)
+}
+
+// copyOutput starts copying the stdout and stderr FIFOs of set (no stdin)
+// into sink.
+func (c *Containerd) copyOutput(id string, set *cio.FIFOSet, sink *logSink) (cio.IO, error) {
+	set.Stdin = ""
+	return newFIFOCopier(set, sink, func(err error) {
+		c.log.Warn("cannot write container log; its output is dropped until the container restarts", "container", id, "err", err)
+	})
 }
 
 // track starts watching a copier: when both streams end it closes the

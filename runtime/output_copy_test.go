@@ -1,0 +1,162 @@
+package runtime
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/containerd/containerd/v2/pkg/cio"
+)
+
+// lockedBuffer is a log sink for tests, safe for the two drains.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	err error // returned by every Write when set
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return 0, b.err
+	}
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// newTestFIFOs makes a FIFO set (no stdin) in a temporary directory.
+func newTestFIFOs(t *testing.T) *cio.FIFOSet {
+	t.Helper()
+	set, err := cio.NewFIFOSetInDir(t.TempDir(), "c1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Stdin = ""
+	return set
+}
+
+// openWriter opens the write end of a FIFO, as the shim does.
+func openWriter(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestFIFOCopierCopiesBothStreamsToTheEnd(t *testing.T) {
+	set := newTestFIFOs(t)
+	var sink lockedBuffer
+	c, err := newFIFOCopier(set, &sink, func(err error) { t.Errorf("write error: %v", err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errw := openWriter(t, set.Stdout), openWriter(t, set.Stderr)
+	// More than a FIFO holds (64 KiB) and more than one buffer, so the
+	// writer blocks until the copier drains it across several wake-ups.
+	big := strings.Repeat("0123456789abcdef", 16<<10) // 256 KiB
+	if _, err := out.WriteString(big); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := errw.WriteString("last words\n"); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	errw.Close()
+	c.Wait()
+	got := sink.String()
+	if len(got) != len(big)+len("last words\n") || !strings.Contains(got, "last words\n") ||
+		!strings.Contains(strings.Replace(got, "last words\n", "", 1), big) {
+		t.Fatalf("log has %d bytes, want the %d of stdout and stderr's line", len(got), len(big)+11)
+	}
+	dir := filepath.Dir(set.Stdout)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Close left the FIFO directory %s: %v", dir, err)
+	}
+}
+
+// A container whose shim never opened its FIFOs must not keep a copier
+// waiting for ever: Cancel ends it.
+func TestFIFOCopierCancelBeforeTheWriterOpens(t *testing.T) {
+	set := newTestFIFOs(t)
+	c, err := newFIFOCopier(set, &lockedBuffer{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Cancel()
+	c.Wait()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Cancel stops a copier whose writer is still open (the agent detaching
+// from a running container) and leaves the FIFOs in place.
+func TestFIFOCopierCancelWhileTheWriterIsOpen(t *testing.T) {
+	set := newTestFIFOs(t)
+	var sink lockedBuffer
+	c, err := newFIFOCopier(set, &sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errw := openWriter(t, set.Stdout), openWriter(t, set.Stderr)
+	defer out.Close()
+	defer errw.Close()
+	if _, err := out.WriteString("before\n"); err != nil {
+		t.Fatal(err)
+	}
+	c.Cancel()
+	c.Wait()
+	if _, err := os.Stat(set.Stdout); err != nil {
+		t.Errorf("Cancel removed the FIFO: %v", err)
+	}
+}
+
+// When the log cannot be written, the copier says so once and goes on
+// reading, so the container does not block on a full FIFO.
+func TestFIFOCopierKeepsDrainingAfterAWriteError(t *testing.T) {
+	set := newTestFIFOs(t)
+	sink := &lockedBuffer{err: errors.New("no space left on device")}
+	var reported []error
+	var mu sync.Mutex
+	c, err := newFIFOCopier(set, sink, func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		reported = append(reported, err)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errw := openWriter(t, set.Stdout), openWriter(t, set.Stderr)
+	// Four times what the FIFO holds: this write returns only if the
+	// copier keeps reading.
+	if _, err := out.Write(make([]byte, 256<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := errw.WriteString("x\n"); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	errw.Close()
+	c.Wait()
+	c.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reported) != 1 {
+		t.Fatalf("reported %d write errors, want exactly 1: %v", len(reported), reported)
+	}
+}
