@@ -44,26 +44,28 @@ func BenchmarkAgentMemory50Pods(b *testing.B) {
 			time.Sleep(time.Second)
 		}
 		n := rec.Nodes[0]
-		rss, hwm, anon := procMemory(b, n.AgentPID)
-		b.ReportMetric(float64(rss)/(1<<20), "agent-rss-MiB")
-		b.ReportMetric(float64(hwm)/(1<<20), "agent-peak-MiB")
-		b.ReportMetric(float64(anon)/(1<<20), "agent-anon-MiB")
-		crss, _, _ := procMemory(b, n.ContainerdPID)
-		b.ReportMetric(float64(crss)/(1<<20), "containerd-rss-MiB")
+		m := procMemory(b, n.AgentPID)
+		m.report(b, "agent")
+		b.ReportMetric(float64(procMemory(b, n.ContainerdPID).rss)/(1<<20), "containerd-rss-MiB")
 		b.StopTimer()
 	}
 }
 
-// procMemory returns VmRSS, VmHWM and RssAnon of a process, in bytes.
-// RSS counts the pages of the executable the process touched (clean, and
-// shared with every process running the same binary); RssAnon is the
-// memory the process itself allocated.
-func procMemory(t testing.TB, pid int) (rss, hwm, anon int64) {
+// procMem is a process's memory from /proc/PID/status, in bytes. RSS
+// counts the pages of the executable the process touched (clean, and
+// shared with every process running the same binary: RssFile); RssAnon is
+// the memory the process itself allocated.
+type procMem struct {
+	rss, hwm, anon, file int64
+}
+
+func procMemory(t testing.TB, pid int) procMem {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var m procMem
 	for _, line := range bytes.Split(b, []byte("\n")) {
 		f := strings.Fields(string(line))
 		if len(f) < 2 {
@@ -72,14 +74,25 @@ func procMemory(t testing.TB, pid int) (rss, hwm, anon int64) {
 		kb, _ := strconv.ParseInt(f[1], 10, 64)
 		switch f[0] {
 		case "VmRSS:":
-			rss = kb << 10
+			m.rss = kb << 10
 		case "VmHWM:":
-			hwm = kb << 10
+			m.hwm = kb << 10
 		case "RssAnon:":
-			anon = kb << 10
+			m.anon = kb << 10
+		case "RssFile:":
+			m.file = kb << 10
 		}
 	}
-	return rss, hwm, anon
+	return m
+}
+
+// report reports m as the benchmark's metrics WHO-rss-MiB, -peak-MiB,
+// -anon-MiB and -file-MiB.
+func (m procMem) report(b *testing.B, who string) {
+	b.ReportMetric(float64(m.rss)/(1<<20), who+"-rss-MiB")
+	b.ReportMetric(float64(m.hwm)/(1<<20), who+"-peak-MiB")
+	b.ReportMetric(float64(m.anon)/(1<<20), who+"-anon-MiB")
+	b.ReportMetric(float64(m.file)/(1<<20), who+"-file-MiB")
 }
 
 // BenchmarkAgentMemory1000PodsInState measures the memory of an agent
@@ -113,10 +126,7 @@ func BenchmarkAgentMemory1000PodsInState(b *testing.B) {
 			}
 			time.Sleep(time.Second)
 		}
-		rss, hwm, anon := procMemory(b, rec.Nodes[0].AgentPID)
-		b.ReportMetric(float64(rss)/(1<<20), "agent-rss-MiB")
-		b.ReportMetric(float64(hwm)/(1<<20), "agent-peak-MiB")
-		b.ReportMetric(float64(anon)/(1<<20), "agent-anon-MiB")
+		procMemory(b, rec.Nodes[0].AgentPID).report(b, "agent")
 		b.StopTimer()
 	}
 }
