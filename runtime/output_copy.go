@@ -3,8 +3,10 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -28,6 +30,10 @@ type fifoCopier struct {
 	direct *cio.DirectIO
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// stopped is set by Cancel. A drain reading a FIFO that never runs
+	// dry checks it after every read: closing the file alone would wait
+	// for the drain to return (os.File.Close waits for a RawConn.Read).
+	stopped atomic.Bool
 }
 
 // outputBuffers lends the copiers their read buffers. A buffer is held only
@@ -48,46 +54,60 @@ func newFIFOCopier(set *cio.FIFOSet, w io.Writer, onWriteErr func(error)) (*fifo
 		return nil, err
 	}
 	c := &fifoCopier{direct: direct, cancel: cancel}
+	type stream struct {
+		r   io.Closer
+		raw syscall.RawConn
+	}
+	var streams []stream
+	for _, r := range []io.ReadCloser{direct.Stdout, direct.Stderr} {
+		if r == nil {
+			continue
+		}
+		sc, ok := r.(syscall.Conn)
+		if !ok { // containerd/fifo's FIFOs all are
+			direct.Close()
+			cancel()
+			return nil, fmt.Errorf("container output FIFO %T has no file descriptor", r)
+		}
+		raw, err := sc.SyscallConn()
+		if err != nil {
+			direct.Close()
+			cancel()
+			return nil, fmt.Errorf("container output FIFO: %w", err)
+		}
+		streams = append(streams, stream{r, raw})
+	}
 	var once sync.Once
 	report := func(err error) {
 		if onWriteErr != nil {
 			once.Do(func() { onWriteErr(err) })
 		}
 	}
-	for _, r := range []io.ReadCloser{direct.Stdout, direct.Stderr} {
-		if r == nil {
-			continue
-		}
+	for _, st := range streams {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			drainFIFO(r, w, report)
-			r.Close() // as cio does: the read end goes at end of file
+			c.drain(st.raw, w, report)
+			st.r.Close() // as cio does: the read end goes at end of file
 		}()
 	}
 	return c, nil
 }
 
-// drainFIFO copies r into w until r reaches end of file or is closed.
-// Write errors go to report; reading goes on regardless.
-func drainFIFO(r io.Reader, w io.Writer, report func(error)) {
-	sc, ok := r.(syscall.Conn)
-	if !ok {
-		drainBlocking(r, w, report)
-		return
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return // closed before it opened: cancelled
-	}
+// drain copies one FIFO into w until it reaches end of file, is closed,
+// or the copier is cancelled. Write errors go to report; reading goes on
+// regardless.
+func (c *fifoCopier) drain(raw syscall.RawConn, w io.Writer, report func(error)) {
 	writeErr := false
 	// Read calls the function again each time the FIFO becomes readable
 	// while it returns false, and returns when it returns true or the file
-	// is closed.
+	// is closed. The poller is edge-triggered: the function must read
+	// until EAGAIN before it returns false, or data left in the FIFO waits
+	// for the next write.
 	_ = raw.Read(func(fd uintptr) bool {
 		bp := outputBuffers.Get().(*[]byte)
 		defer outputBuffers.Put(bp)
-		for {
+		for !c.stopped.Load() {
 			n, err := syscall.Read(int(fd), *bp)
 			switch {
 			case n > 0:
@@ -104,26 +124,8 @@ func drainFIFO(r io.Reader, w io.Writer, report func(error)) {
 				return true // end of file (n == 0) or a read error
 			}
 		}
+		return true
 	})
-}
-
-// drainBlocking is drainFIFO for a reader that offers no file descriptor.
-func drainBlocking(r io.Reader, w io.Writer, report func(error)) {
-	bp := outputBuffers.Get().(*[]byte)
-	defer outputBuffers.Put(bp)
-	writeErr := false
-	for {
-		n, err := r.Read(*bp)
-		if n > 0 && !writeErr {
-			if _, werr := w.Write((*bp)[:n]); werr != nil {
-				writeErr = true
-				report(werr)
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
 }
 
 // Config returns the FIFO paths the shim writes to.
@@ -133,6 +135,7 @@ func (c *fifoCopier) Config() cio.Config { return c.direct.Config() }
 // and closes the read ends, which ends both drains. (Closing a FIFO of
 // containerd/fifo twice is harmless.)
 func (c *fifoCopier) Cancel() {
+	c.stopped.Store(true)
 	c.cancel()
 	for _, r := range []io.Closer{c.direct.Stdout, c.direct.Stderr} {
 		if r != nil {

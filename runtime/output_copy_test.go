@@ -5,9 +5,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/containerd/containerd/v2/pkg/cio"
 )
@@ -17,9 +19,15 @@ type lockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 	err error // returned by every Write when set
+	// slow makes every Write sleep a millisecond first, so a writer that
+	// never pauses keeps the FIFO full.
+	slow bool
 }
 
 func (b *lockedBuffer) Write(p []byte) (int, error) {
+	if b.slow {
+		time.Sleep(time.Millisecond)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.err != nil {
@@ -159,4 +167,49 @@ func TestFIFOCopierKeepsDrainingAfterAWriteError(t *testing.T) {
 	if len(reported) != 1 {
 		t.Fatalf("reported %d write errors, want exactly 1: %v", len(reported), reported)
 	}
+}
+
+// Cancel must stop a copier whose container writes without pause, so the
+// FIFO never runs dry: the drain stops between two reads.
+func TestFIFOCopierCancelWhileOutputFlows(t *testing.T) {
+	set := newTestFIFOs(t)
+	sink := &lockedBuffer{slow: true}
+	c, err := newFIFOCopier(set, sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errw := openWriter(t, set.Stdout), openWriter(t, set.Stderr)
+	defer errw.Close()
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := out.Write(chunk); err != nil {
+				return // the read end is gone
+			}
+		}
+	}()
+	for {
+		sink.mu.Lock()
+		n := sink.buf.Len()
+		sink.mu.Unlock()
+		if n >= 1<<20 {
+			break
+		}
+		runtime.Gosched()
+	}
+	cancelled := make(chan struct{})
+	go func() {
+		c.Cancel()
+		c.Wait()
+		close(cancelled)
+	}()
+	select {
+	case <-cancelled:
+	case <-time.After(30 * time.Second): // a deadlock, not a slow machine
+		t.Fatal("Cancel did not stop a copier whose output never pauses")
+	}
+	out.Close()
+	<-writerDone
 }
