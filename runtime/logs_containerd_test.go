@@ -3,12 +3,15 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	containerd "github.com/containerd/containerd/v2/client"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -117,4 +120,90 @@ func TestContainerdLogsAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.assertNoLeaks(t)
+}
+
+// TestContainerdAttachSkipsExitedTasks: after a restart the runtime
+// attaches to the output of running tasks only. A task that exited while
+// no runtime ran has FIFOs with no writer left, and a copier waiting on
+// them would hold up the container's removal. FIFO directories that no
+// task uses any more (that one, and others left behind) are removed.
+func TestContainerdAttachSkipsExitedTasks(t *testing.T) {
+	n := newTestNode(t)
+	ctx := context.Background()
+	batch := n.env.images["batch"]
+	spec := podSpec("attach-exited",
+		ContainerSpec{Name: "short", Image: batch, PullPolicy: corev1.PullIfNotPresent, Args: []string{"-sleep=2s"}},
+		ContainerSpec{Name: "long", Image: batch, PullPolicy: corev1.PullIfNotPresent, Args: []string{"-sleep=1h"}},
+	)
+	if _, err := n.RunPod(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, n, spec.Key, "short", "batch starting")
+	waitLog(t, n, spec.Key, "long", "batch starting")
+	stale := filepath.Join(n.cfg.DataDir, "fifo", "left-by-an-earlier-agent")
+	if err := os.MkdirAll(stale, 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	// The short container exits while no runtime runs.
+	if err := n.Containerd.Close(); err != nil {
+		t.Fatal(err)
+	}
+	client, err := containerd.New(n.cfg.Address, containerd.WithDefaultNamespace(n.cfg.Namespace))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	waitTaskStopped(t, client, containerID(spec.Key.UID, "short"))
+	rt, err := NewContainerd(ctx, n.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Containerd = rt
+
+	n.outputs.mu.Lock()
+	_, short := n.outputs.m[containerID(spec.Key.UID, "short")]
+	_, long := n.outputs.m[containerID(spec.Key.UID, "long")]
+	n.outputs.mu.Unlock()
+	if short || !long {
+		t.Errorf("copiers after the restart: exited container %v, running one %v; want false, true", short, long)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("unused FIFO directory left after the restart: %v", err)
+	}
+	entries, err := os.ReadDir(filepath.Join(n.cfg.DataDir, "fifo"))
+	if err != nil || len(entries) != 1 {
+		t.Errorf("FIFO directories after the restart: %d (%v), want the running container's only", len(entries), err)
+	}
+	if logs := logsOf(t, n, spec.Key, "short"); !strings.Contains(logs, "batch starting") {
+		t.Errorf("short container's log: %q", logs)
+	}
+
+	if err := n.StopPod(ctx, spec.Key, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.RemovePod(ctx, spec.Key); err != nil {
+		t.Fatal(err)
+	}
+	n.assertNoLeaks(t)
+}
+
+// waitTaskStopped waits until containerd reports container id's task
+// stopped.
+func waitTaskStopped(t *testing.T, client *containerd.Client, id string) {
+	t.Helper()
+	ctx := context.Background()
+	ctr, err := client.LoadContainer(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := ctr.Task(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exitc, err := task.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-exitc
 }

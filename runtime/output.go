@@ -93,7 +93,12 @@ func (c *Containerd) newTaskWithOutput(ctx context.Context, ctr containerd.Conta
 		if err != nil {
 			return nil, err
 		}
-		return c.copyOutput(id, set, sink)
+		cp, err := c.copyOutput(id, set, sink)
+		if err != nil {
+			set.Close() // removes the new FIFOs' directory
+			return nil, err
+		}
+		return cp, nil
 	})
 	if err != nil {
 		sink.Close()
@@ -103,20 +108,30 @@ func (c *Containerd) newTaskWithOutput(ctx context.Context, ctr containerd.Conta
 	return task, nil
 }
 
-// attachOutputs resumes copying for every task of ours that still
-// exists, after a restart of this process. A task that exited while no
-// copier ran has whatever it wrote since in its FIFO; a FIFO the shim has
-// already closed yields nothing, and its copier ends when the task is
-// deleted.
+// attachOutputs resumes copying for every task of ours that still runs,
+// after a restart of this process, and removes the FIFO directories no
+// task uses any more. It runs before this process creates any task or
+// exec.
+//
+// A task that exited while no copier ran has no output left to copy: when
+// its output ends the shim closes its ends of the FIFOs, and the kernel
+// drops what no reader took. Such a task is not attached to (its FIFO's
+// open would wait for a writer that never comes); nor is one whose state
+// containerd cannot tell (UNKNOWN: a shim that does not answer), whose
+// output then waits in its FIFO, and the program blocks once that is full,
+// until the container is replaced.
 func (c *Containerd) attachOutputs(ctx context.Context) error {
 	ctrs, err := c.client.Containers(ctx, fmt.Sprintf("labels.%q", LabelPodUID))
 	if err != nil {
 		return fmt.Errorf("list containers: %w", err)
 	}
 	var errs []error
+	inUse := map[string]bool{}
+	sweep := true
 	for _, ctr := range ctrs {
 		labels, err := ctr.Labels(ctx)
 		if err != nil {
+			sweep = false
 			errs = append(errs, err)
 			continue
 		}
@@ -124,32 +139,93 @@ func (c *Containerd) attachOutputs(ctx context.Context) error {
 		if uid == "" || name == "" || !dirExists(c.podDir(uid)) {
 			continue // GC's to remove
 		}
-		sink, err := openLogSink(c.logPath(uid, name))
-		if err != nil {
+		dir, err := c.attachOutput(ctx, ctr, c.logPath(uid, name))
+		switch {
+		case errors.Is(err, errTaskStateUnknown):
+			sweep = false
+			c.log.Warn("container state unknown; its output is not copied to its log until it is replaced", "container", ctr.ID())
+		case err != nil:
+			sweep = false
 			errs = append(errs, fmt.Errorf("container %s: %w", ctr.ID(), err))
-			continue
+		case dir != "":
+			inUse[dir] = true
 		}
-		var fifoDir string
-		task, err := ctr.Task(ctx, func(set *cio.FIFOSet) (cio.IO, error) {
-			fifoDir = filepath.Dir(set.Stdout)
-			return c.copyOutput(ctr.ID(), set, sink)
-		})
-		if err != nil {
-			sink.Close()
-			if !errdefs.IsNotFound(err) {
-				errs = append(errs, fmt.Errorf("attach to container %s output: %w", ctr.ID(), err))
+	}
+	if !sweep {
+		// A task not accounted for may still own a directory.
+		return errors.Join(errs...)
+	}
+	// What is left under the FIFO directory belongs to tasks that are
+	// gone or exited, and to execs of an earlier process.
+	entries, err := os.ReadDir(c.fifoDir())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, e := range entries {
+		if dir := filepath.Join(c.fifoDir(), e.Name()); !inUse[dir] {
+			if err := os.RemoveAll(dir); err != nil {
+				errs = append(errs, err)
 			}
-			continue
 		}
-		// An attached FIFO set has no closer of its own: remove its
-		// directory when done, if it is one of ours.
-		var cleanup func()
-		if fifoDir != "" && strings.HasPrefix(fifoDir, c.fifoDir()+string(filepath.Separator)) {
-			cleanup = func() { os.RemoveAll(fifoDir) }
-		}
-		c.track(ctr.ID(), task.IO(), sink, cleanup)
 	}
 	return errors.Join(errs...)
+}
+
+// errTaskStateUnknown: containerd cannot tell a task's state (its shim
+// does not answer), so its output cannot be attached to.
+var errTaskStateUnknown = errors.New("task state unknown")
+
+// attachOutput resumes copying the output of ctr's task into the log at
+// logPath if the task is running, and returns the FIFO directory it uses
+// ("" if none).
+func (c *Containerd) attachOutput(ctx context.Context, ctr containerd.Container, logPath string) (string, error) {
+	task, err := ctr.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("load task: %w", err)
+	}
+	st, err := task.Status(ctx)
+	if err != nil {
+		return "", fmt.Errorf("task status: %w", err)
+	}
+	switch st.Status {
+	case containerd.Stopped:
+		return "", nil
+	case containerd.Unknown:
+		return "", errTaskStateUnknown
+	}
+	sink, err := openLogSink(logPath)
+	if err != nil {
+		return "", err
+	}
+	var fifoDir string
+	task, err = ctr.Task(ctx, func(set *cio.FIFOSet) (cio.IO, error) {
+		fifoDir = filepath.Dir(set.Stdout)
+		return c.copyOutput(ctr.ID(), set, sink)
+	})
+	switch {
+	case errdefs.IsNotFound(err):
+		sink.Close()
+		return "", nil
+	case err != nil:
+		sink.Close()
+		return "", fmt.Errorf("attach to output: %w", err)
+	case task.IO() == nil:
+		// containerd skipped the attach: the task's state went UNKNOWN
+		// between the two loads.
+		sink.Close()
+		return "", errTaskStateUnknown
+	}
+	// An attached FIFO set has no closer of its own: remove its directory
+	// when done, if it is one of ours.
+	if fifoDir == "" || !strings.HasPrefix(fifoDir, c.fifoDir()+string(filepath.Separator)) {
+		c.track(ctr.ID(), task.IO(), sink, nil)
+		return "", nil
+	}
+	c.track(ctr.ID(), task.IO(), sink, func() { os.RemoveAll(fifoDir) })
+	return fifoDir, nil
 }
 
 // copyOutput starts copying the stdout and stderr FIFOs of set (no stdin)
@@ -157,7 +233,7 @@ func (c *Containerd) attachOutputs(ctx context.Context) error {
 func (c *Containerd) copyOutput(id string, set *cio.FIFOSet, sink *logSink) (cio.IO, error) {
 	set.Stdin = ""
 	return newFIFOCopier(set, sink, func(err error) {
-		c.log.Warn("cannot write container log; its output is dropped until the container restarts", "container", id, "err", err)
+		c.log.Warn("container output not copied to its log; it is dropped until this stops", "container", id, "err", err)
 	})
 }
 

@@ -20,33 +20,41 @@ import (
 // a node of 50 containers that is 3.2 MiB of heap doing nothing, half of
 // an agent's live heap, and twice that in RSS once the garbage collector's
 // headroom is counted. This copier waits for output in Go's network poller
-// holding no buffer, and borrows one from a pool only while the FIFO has
-// data: an idle container costs two parked goroutines.
+// holding no buffer, and takes one from a pool each time the FIFO becomes
+// readable, giving it back when the FIFO is empty: an idle container costs
+// its parked goroutines, and the pool holds what flows at once (sync.Pool
+// lets its buffers go over the next garbage collections).
 //
 // Its contract is cio's: Cancel stops copying (it also abandons a FIFO the
 // shim never opened), Wait returns when both streams have ended, Close
-// closes the read ends and removes the FIFOs the set owns.
+// stops copying, closes the read ends and removes the FIFOs the set owns.
 type fifoCopier struct {
 	direct *cio.DirectIO
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	// stopped is set by Cancel. A drain reading a FIFO that never runs
-	// dry checks it after every read: closing the file alone would wait
-	// for the drain to return (os.File.Close waits for a RawConn.Read).
+	// stopped is set by Cancel and Close. A drain reading a FIFO that
+	// never runs dry checks it after every read: closing the file alone
+	// would wait for the drain to return (os.File.Close waits for a
+	// RawConn.Read in progress).
 	stopped atomic.Bool
 }
 
-// outputBuffers lends the copiers their read buffers. A buffer is held only
-// while a read returns data, so the pool stays as small as the output that
-// is flowing at once.
+// outputBuffers lends the copiers their read buffers.
 var outputBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // newFIFOCopier opens the read ends of set's stdout and stderr (set has no
 // stdin) and copies both into w until their writers close them. w must be
-// safe for concurrent writes. onWriteErr, if not nil, is called once with
-// the first error writing to w; output after it is read and dropped so the
-// container never blocks on a full FIFO.
-func newFIFOCopier(set *cio.FIFOSet, w io.Writer, onWriteErr func(error)) (*fifoCopier, error) {
+// safe for concurrent writes.
+//
+// onErr, if not nil, hears of what goes wrong: the first failed write to w
+// of a run of failures (output is read and dropped while writes fail, so
+// the container never blocks on a full FIFO; the next successful write
+// ends the run), and a read error, which ends that stream's copying.
+//
+// When it fails, newFIFOCopier closes what it opened but leaves set's
+// FIFOs: whether they go is the caller's decision (a task being created
+// has none to keep; a task being attached to after a restart does).
+func newFIFOCopier(set *cio.FIFOSet, w io.Writer, onErr func(error)) (*fifoCopier, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	direct, err := cio.NewDirectIO(ctx, set)
 	if err != nil {
@@ -55,84 +63,98 @@ func newFIFOCopier(set *cio.FIFOSet, w io.Writer, onWriteErr func(error)) (*fifo
 	}
 	c := &fifoCopier{direct: direct, cancel: cancel}
 	type stream struct {
-		r   io.Closer
-		raw syscall.RawConn
+		name string
+		r    io.Closer
+		raw  syscall.RawConn
 	}
 	var streams []stream
-	for _, r := range []io.ReadCloser{direct.Stdout, direct.Stderr} {
-		if r == nil {
+	for _, s := range []struct {
+		name string
+		r    io.ReadCloser
+	}{{"stdout", direct.Stdout}, {"stderr", direct.Stderr}} {
+		if s.r == nil {
 			continue
 		}
-		sc, ok := r.(syscall.Conn)
+		var raw syscall.RawConn
+		sc, ok := s.r.(syscall.Conn)
 		if !ok { // containerd/fifo's FIFOs all are
-			direct.Close()
-			cancel()
-			return nil, fmt.Errorf("container output FIFO %T has no file descriptor", r)
+			err = fmt.Errorf("container %s FIFO (%T) has no file descriptor", s.name, s.r)
+		} else if raw, err = sc.SyscallConn(); err != nil {
+			err = fmt.Errorf("container %s FIFO: %w", s.name, err)
 		}
-		raw, err := sc.SyscallConn()
 		if err != nil {
-			direct.Close()
-			cancel()
-			return nil, fmt.Errorf("container output FIFO: %w", err)
+			c.Cancel()
+			return nil, err
 		}
-		streams = append(streams, stream{r, raw})
+		streams = append(streams, stream{s.name, s.r, raw})
 	}
-	var once sync.Once
-	report := func(err error) {
-		if onWriteErr != nil {
-			once.Do(func() { onWriteErr(err) })
+	report := func(error) {}
+	if onErr != nil {
+		report = onErr
+	}
+	var writeMu sync.Mutex
+	writeFailing := false
+	write := func(p []byte) {
+		_, err := w.Write(p)
+		writeMu.Lock()
+		defer writeMu.Unlock()
+		if err != nil && !writeFailing {
+			report(fmt.Errorf("write log: %w", err))
 		}
+		writeFailing = err != nil
 	}
 	for _, st := range streams {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			c.drain(st.raw, w, report)
+			if err := c.drain(st.raw, write); err != nil {
+				report(fmt.Errorf("read %s: %w", st.name, err))
+			}
 			st.r.Close() // as cio does: the read end goes at end of file
 		}()
 	}
 	return c, nil
 }
 
-// drain copies one FIFO into w until it reaches end of file, is closed,
-// or the copier is cancelled. Write errors go to report; reading goes on
-// regardless.
-func (c *fifoCopier) drain(raw syscall.RawConn, w io.Writer, report func(error)) {
-	writeErr := false
+// drain copies one FIFO to write until it reaches end of file, or the
+// copier is stopped. It returns the error that ended it otherwise.
+func (c *fifoCopier) drain(raw syscall.RawConn, write func([]byte)) error {
+	var readErr error
 	// Read calls the function again each time the FIFO becomes readable
 	// while it returns false, and returns when it returns true or the file
 	// is closed. The poller is edge-triggered: the function must read
 	// until EAGAIN before it returns false, or data left in the FIFO waits
 	// for the next write.
-	_ = raw.Read(func(fd uintptr) bool {
+	err := raw.Read(func(fd uintptr) bool {
 		bp := outputBuffers.Get().(*[]byte)
 		defer outputBuffers.Put(bp)
 		for !c.stopped.Load() {
 			n, err := syscall.Read(int(fd), *bp)
 			switch {
 			case n > 0:
-				if !writeErr {
-					if _, werr := w.Write((*bp)[:n]); werr != nil {
-						writeErr = true
-						report(werr)
-					}
-				}
+				write((*bp)[:n])
 			case errors.Is(err, syscall.EINTR):
 			case errors.Is(err, syscall.EAGAIN):
 				return false // wait in the poller, without the buffer
 			default:
-				return true // end of file (n == 0) or a read error
+				readErr = err // nil at end of file (n == 0)
+				return true
 			}
 		}
 		return true
 	})
+	if c.stopped.Load() {
+		return nil // closed or cancelled: not an error
+	}
+	return errors.Join(err, readErr)
 }
 
 // Config returns the FIFO paths the shim writes to.
 func (c *fifoCopier) Config() cio.Config { return c.direct.Config() }
 
 // Cancel stops copying: it abandons a FIFO still waiting for its writer
-// and closes the read ends, which ends both drains. (Closing a FIFO of
+// and closes the read ends, which ends both drains once the read in
+// progress, if any, has been written to the log. (Closing a FIFO of
 // containerd/fifo twice is harmless.)
 func (c *fifoCopier) Cancel() {
 	c.stopped.Store(true)
@@ -147,8 +169,10 @@ func (c *fifoCopier) Cancel() {
 // Wait returns when both streams have ended.
 func (c *fifoCopier) Wait() { c.wg.Wait() }
 
-// Close closes the read ends and removes the FIFOs if the set owns them.
+// Close stops copying, closes the read ends and removes the FIFOs if the
+// set owns them.
 func (c *fifoCopier) Close() error {
+	c.stopped.Store(true)
 	c.cancel()
 	return c.direct.Close()
 }

@@ -16,9 +16,10 @@ import (
 
 // lockedBuffer is a log sink for tests, safe for the two drains.
 type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	err error // returned by every Write when set
+	mu       sync.Mutex
+	buf      bytes.Buffer
+	err      error // returned by every Write when set
+	attempts int   // calls of Write
 	// slow makes every Write sleep a millisecond first, so a writer that
 	// never pauses keeps the FIFO full.
 	slow bool
@@ -30,10 +31,30 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.attempts++
 	if b.err != nil {
 		return 0, b.err
 	}
 	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) setErr(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.err = err
+}
+
+// waitFor yields until cond, called under the buffer's lock, holds.
+func (b *lockedBuffer) waitFor(cond func(*lockedBuffer) bool) {
+	for {
+		b.mu.Lock()
+		ok := cond(b)
+		b.mu.Unlock()
+		if ok {
+			return
+		}
+		runtime.Gosched()
+	}
 }
 
 func (b *lockedBuffer) String() string {
@@ -212,4 +233,47 @@ func TestFIFOCopierCancelWhileOutputFlows(t *testing.T) {
 	}
 	out.Close()
 	<-writerDone
+}
+
+// Output is dropped only while writes fail: a run of failures is reported
+// once, and writing resumes when the log can take it again.
+func TestFIFOCopierResumesWritingAfterFailures(t *testing.T) {
+	set := newTestFIFOs(t)
+	full := errors.New("no space left on device")
+	sink := &lockedBuffer{err: full}
+	var mu sync.Mutex
+	var reported []error
+	c, err := newFIFOCopier(set, sink, func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		reported = append(reported, err)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errw := openWriter(t, set.Stdout), openWriter(t, set.Stderr)
+	write := func(s string, wantAttempts int) {
+		t.Helper()
+		if _, err := out.WriteString(s); err != nil {
+			t.Fatal(err)
+		}
+		sink.waitFor(func(b *lockedBuffer) bool { return b.attempts >= wantAttempts })
+	}
+	write("lost 1\n", 1)
+	sink.setErr(nil)
+	write("kept\n", 2)
+	sink.setErr(full)
+	write("lost 2\n", 3)
+	out.Close()
+	errw.Close()
+	c.Wait()
+	c.Close()
+	if got := sink.String(); got != "kept\n" {
+		t.Errorf("log = %q, want only what was written while the log could take it", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reported) != 2 {
+		t.Errorf("reported %d errors, want one per run of failures (2): %v", len(reported), reported)
+	}
 }
