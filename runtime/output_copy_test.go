@@ -63,6 +63,24 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
+// errorLog collects what a copier reports.
+type errorLog struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (l *errorLog) add(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.errs = append(l.errs, err)
+}
+
+func (l *errorLog) all() []error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]error(nil), l.errs...)
+}
+
 // newTestFIFOs makes a FIFO set (no stdin) in a temporary directory.
 func newTestFIFOs(t *testing.T) *cio.FIFOSet {
 	t.Helper()
@@ -160,13 +178,8 @@ func TestFIFOCopierCancelWhileTheWriterIsOpen(t *testing.T) {
 func TestFIFOCopierKeepsDrainingAfterAWriteError(t *testing.T) {
 	set := newTestFIFOs(t)
 	sink := &lockedBuffer{err: errors.New("no space left on device")}
-	var reported []error
-	var mu sync.Mutex
-	c, err := newFIFOCopier(set, sink, func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		reported = append(reported, err)
-	})
+	var reported errorLog
+	c, err := newFIFOCopier(set, sink, reported.add)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,10 +196,8 @@ func TestFIFOCopierKeepsDrainingAfterAWriteError(t *testing.T) {
 	errw.Close()
 	c.Wait()
 	c.Close()
-	mu.Lock()
-	defer mu.Unlock()
-	if len(reported) != 1 {
-		t.Fatalf("reported %d write errors, want exactly 1: %v", len(reported), reported)
+	if errs := reported.all(); len(errs) != 1 {
+		t.Fatalf("reported %d write errors, want exactly 1: %v", len(errs), errs)
 	}
 }
 
@@ -241,13 +252,8 @@ func TestFIFOCopierResumesWritingAfterFailures(t *testing.T) {
 	set := newTestFIFOs(t)
 	full := errors.New("no space left on device")
 	sink := &lockedBuffer{err: full}
-	var mu sync.Mutex
-	var reported []error
-	c, err := newFIFOCopier(set, sink, func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		reported = append(reported, err)
-	})
+	var reported errorLog
+	c, err := newFIFOCopier(set, sink, reported.add)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,9 +277,7 @@ func TestFIFOCopierResumesWritingAfterFailures(t *testing.T) {
 	if got := sink.String(); got != "kept\n" {
 		t.Errorf("log = %q, want only what was written while the log could take it", got)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(reported) != 2 {
-		t.Errorf("reported %d errors, want one per run of failures (2): %v", len(reported), reported)
+	if errs := reported.all(); len(errs) != 2 {
+		t.Errorf("reported %d errors, want one per run of failures (2): %v", len(errs), errs)
 	}
 }
