@@ -2,6 +2,8 @@ package localcluster
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -93,10 +95,12 @@ func Down(ctx context.Context, dir string, out io.Writer) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	// The runtime's cgroup parent, if nothing else uses it.
+	// The runtime's cgroup parent, and the runc state directory the
+	// shims made for the namespace, if nothing else uses them.
 	for _, dir := range cgroupDirs(runtimeCgroupParent) {
 		_ = os.Remove(dir)
 	}
+	_ = os.Remove(filepath.Join("/run/containerd/runc", runtimeCgroupParent))
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
@@ -197,14 +201,17 @@ func reapShims(ctx context.Context, sock string) int {
 		}
 	}
 	killed := 0
+	var sockets []string
 	for _, pid := range shimsOf(sock) {
 		if id := shimContainerID(pid); id != "" {
 			killCgroup(runtimeCgroupParent + "/" + id)
 		}
+		sockets = append(sockets, shimSocket(pid))
 		if syscall.Kill(pid, syscall.SIGKILL) == nil {
 			killed++
 		}
 	}
+	removeShimSockets(sockets)
 	return killed
 }
 
@@ -214,18 +221,47 @@ const runtimeCgroupParent = "shoal"
 
 // shimContainerID reads the container ID from a shim's command line
 // ("-id ID").
-func shimContainerID(pid int) string {
+func shimContainerID(pid int) string { return shimArg(pid, "-id") }
+
+// shimArg reads the value of a flag from a shim's command line.
+func shimArg(pid int, flag string) string {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	if err != nil {
 		return ""
 	}
 	args := strings.Split(string(b), "\x00")
 	for i, a := range args {
-		if a == "-id" && i+1 < len(args) {
+		if a == flag && i+1 < len(args) {
 			return args[i+1]
 		}
 	}
 	return ""
+}
+
+// shimSocketDir is where containerd's shims put their sockets, whatever
+// the daemon's own state directory.
+const shimSocketDir = "/run/containerd/s"
+
+// shimSocket returns the path of a shim's socket, from its command line:
+// shims name it by the SHA-256 of the daemon's address, the namespace and
+// the container ID joined as a path. A shim that exits removes it; one
+// killed leaves it for ever, as /run is only cleared when a machine boots.
+func shimSocket(pid int) string {
+	ns, id, addr := shimArg(pid, "-namespace"), shimArg(pid, "-id"), shimArg(pid, "-address")
+	if ns == "" || id == "" || addr == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(filepath.Join(addr, ns, id)))
+	return filepath.Join(shimSocketDir, hex.EncodeToString(sum[:]))
+}
+
+// removeShimSockets removes the sockets of killed shims.
+func removeShimSockets(paths []string) {
+	for _, p := range paths {
+		if p != "" {
+			_ = os.Remove(p)
+		}
+	}
 }
 
 // cgroupDirs lists the directories of a cgroup path under every mounted

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -557,8 +558,28 @@ func TestFaultsPartitionLeaderNode(t *testing.T) {
 		}
 	}
 	t.Logf("killing node %s (leader %s) with web pods %v and db pods %v", dead, leader, lost, heldDB)
+	deadNode, err := rec.node(dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sockets []string
+	for _, pid := range shimsOf(runtime.SocketPath(deadNode.ContainerdDir)) {
+		sock := shimSocket(pid)
+		if _, err := os.Stat(sock); err != nil {
+			t.Fatalf("shim %d's socket is not where shimSocket says: %v", pid, err)
+		}
+		sockets = append(sockets, sock)
+	}
+	if len(sockets) == 0 {
+		t.Fatalf("no shims on node %s", dead)
+	}
 	if err := rec.KillNode(dead); err != nil {
 		t.Fatal(err)
+	}
+	for _, sock := range sockets {
+		if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a killed shim's socket is left in /run: %s (%v)", sock, err)
+		}
 	}
 	wait("the dead node's pods Lost and replaced, 4 web pods Ready elsewhere", func() (bool, string) {
 		v, err := observe(t, rec, "node1")

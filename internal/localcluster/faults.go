@@ -65,11 +65,15 @@ func (r *Record) KillNode(name string) error {
 			errs = append(errs, fmt.Errorf("container process %d: %w", pid, err))
 		}
 	}
+	var sockets []string
 	for _, pid := range shims {
+		sockets = append(sockets, shimSocket(pid))
 		if err := killWait(pid, "containerd-shim"); err != nil {
 			errs = append(errs, fmt.Errorf("shim: %w", err))
 		}
 	}
+	// A machine that boots again has an empty /run.
+	removeShimSockets(sockets)
 	if err := killWait(n.ContainerdPID, "containerd"); err != nil {
 		errs = append(errs, fmt.Errorf("containerd: %w", err))
 	}
