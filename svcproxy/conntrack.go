@@ -3,6 +3,7 @@ package svcproxy
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 
@@ -66,6 +67,28 @@ func (NetlinkConntrack) ClearUDP(_ context.Context, flows []UDPFlow) error {
 		return fmt.Errorf("conntrack: delete %d UDP filters: %w", len(filters), err)
 	}
 	return nil
+}
+
+// udpTracker remembers the UDP ports of the last applied ruleset, for both
+// proxiers.
+type udpTracker struct{ prev []UDPPort }
+
+// clearStale clears the conntrack entries that the ruleset just applied,
+// with UDP ports cur, made stale, and returns how many flows it cleared.
+// It runs after the rules are in: a flow cleared before would be
+// re-created towards the old endpoint. A failure is logged, not returned:
+// the rules are right, and stale UDP flows expire by themselves (30-180
+// s), so it is worth a warning, not a resync.
+func (u *udpTracker) clearStale(ctx context.Context, ct Conntrack, cur []UDPPort, log *slog.Logger) int {
+	flows := staleUDP(u.prev, cur)
+	u.prev = cur
+	if len(flows) == 0 {
+		return 0
+	}
+	if err := ct.ClearUDP(ctx, flows); err != nil {
+		log.Warn("svcproxy: clearing stale UDP conntrack entries", "flows", len(flows), "err", err)
+	}
+	return len(flows)
 }
 
 // staleUDP compares two renders' UDP ports and returns the flows to clear:

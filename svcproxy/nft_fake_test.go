@@ -86,19 +86,11 @@ func (f *fakeNFT) Apply(_ context.Context, ops []nftOp) error {
 			if _, ok := st.sets[op.set.name]; !ok {
 				st.sets[op.set.name] = map[string]bool{}
 			}
-		case opFlushSet, opDelSet:
-			name := op.name
-			if op.set != nil {
-				name = op.set.name
-			}
-			if _, ok := st.sets[name]; !ok {
+		case opDelSet:
+			if _, ok := st.sets[op.name]; !ok {
 				return fmt.Errorf("fake nft: %s: no such set", op)
 			}
-			if op.kind == opFlushSet {
-				st.sets[name] = map[string]bool{}
-			} else {
-				delete(st.sets, name)
-			}
+			delete(st.sets, op.name)
 		case opAddElems, opDelElems:
 			set, ok := st.sets[op.set.name]
 			if !ok {

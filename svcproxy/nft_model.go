@@ -223,7 +223,6 @@ const (
 	opFlushChain
 	opDelChain
 	opAddSet
-	opFlushSet
 	opDelSet
 	opAddElems
 	opDelElems
@@ -256,8 +255,6 @@ func (o nftOp) String() string {
 		return "delete chain " + o.name
 	case opAddSet:
 		return "add set " + o.set.name
-	case opFlushSet:
-		return "flush set " + o.set.name
 	case opDelSet:
 		return "delete set " + o.name
 	case opAddElems, opDelElems:

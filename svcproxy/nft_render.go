@@ -118,16 +118,13 @@ type nftFragment struct {
 }
 
 type nftPortFrag struct {
-	owner        string
-	cluster      portKey
-	bucket       byte
+	portBase
 	node         portKey // port 0: no NodePort
 	clusterElems []setElem
 	nodeElems    []setElem
 	clusterRules []nftRule // affinity only: rules for chain svc-XX
 	nodeRules    []nftRule // affinity only: rules for chain np-XX
 	sets         []*nftSet // affinity sets
-	local        []netip.Addr
 	udp          *UDPPort
 	npEndpoints  bool // the NodePort has endpoints (for UDP clean-up)
 }
@@ -141,27 +138,16 @@ func (rd *nftRenderer) render(services []Service) *NFTRuleset {
 
 // service renders one Service on its own.
 func (rd *nftRenderer) service(s *Service) *nftFragment {
-	f := &nftFragment{svc: *s, key: s.Key()}
-	f.svc.Ports = slices.Clone(s.Ports)
-	f.svc.Endpoints = slices.Clone(s.Endpoints)
+	f := &nftFragment{svc: clonedService(s), key: s.Key()}
 	if f.err = s.Validate(); f.err != nil || !s.ClusterIP.IsValid() {
 		return f
 	}
 	timeout := s.affinityTimeout()
 	for pi := range s.Ports {
 		sp := &s.Ports[pi]
-		owner := s.Key() + ":" + sp.Name
-		if sp.Name == "" {
-			owner = fmt.Sprintf("%s:%d", s.Key(), sp.Port)
-		}
-		bucket := s.ClusterIP.As4()[3]
-		pf := nftPortFrag{owner: owner, cluster: portKey{s.ClusterIP, sp.Protocol, sp.Port}, bucket: bucket}
 		eps := resolve(s, sp, rd.cfg.NodeName)
-		for _, e := range eps {
-			if e.local {
-				pf.local = append(pf.local, e.ip)
-			}
-		}
+		pf := nftPortFrag{portBase: newPortBase(s, sp, eps)}
+		owner, bucket := pf.owner, pf.bucket
 		var affinity []*nftSet
 		if s.SessionAffinity == AffinityClientIP && len(eps) > 0 {
 			affinity = make([]*nftSet, len(eps))
@@ -254,18 +240,13 @@ func nftAffinityID(portID string, proto Protocol, e resolvedEndpoint, timeout ti
 // ClusterIP:port or NodePort, as in Render) and builds the table.
 func (rd *nftRenderer) assemble(frags []*nftFragment) *NFTRuleset {
 	r := &NFTRuleset{services: make(map[string]*nftServiceOut, len(frags))}
-	seen := make(map[portKey]string, len(frags))
+	claims := make(portClaims, len(frags))
 	claim := func(k portKey, owner string) bool {
-		if prev, ok := seen[k]; ok {
-			what := fmt.Sprintf("%s %s:%d", k.proto, k.ip, k.port)
-			if !k.ip.IsValid() {
-				what = fmt.Sprintf("%s nodePort %d", k.proto, k.port)
-			}
-			r.Errors = append(r.Errors, fmt.Errorf("service %s: %s is already used by %s; port left out", owner, what, prev))
-			return false
+		err := claims.claim(k, owner)
+		if err != nil {
+			r.Errors = append(r.Errors, err)
 		}
-		seen[k] = owner
-		return true
+		return err == nil
 	}
 	var svcRules [256][]nftRule
 	var npRules [nftNPBuckets][]nftRule

@@ -104,8 +104,6 @@ func applyOps(c *nftables.Conn, t *nftables.Table, ops []nftOp) error {
 			if err := c.AddSet(set(op.set), nil); err != nil {
 				return fmt.Errorf("nftables: set %s: %w", op.set.name, err)
 			}
-		case opFlushSet:
-			c.FlushSet(set(op.set))
 		case opDelSet:
 			c.DelSet(&nftables.Set{Table: t, Name: op.name})
 		case opAddElems, opDelElems:

@@ -84,7 +84,7 @@ type Proxier struct {
 	// Owned by Sync.
 	rd        *renderer
 	applied   map[string]map[string][]byte // table → chain → rules as applied
-	prevUDP   []UDPPort
+	udp       udpTracker
 	needFull  bool
 	lastFull  time.Time
 	lastCheck time.Time
@@ -246,18 +246,7 @@ func (p *Proxier) Sync(ctx context.Context) (SyncResult, error) {
 		p.lastFull = now
 	}
 
-	// Rules first, then conntrack: a flow cleared before the new rules are
-	// in would be re-created towards the old endpoint.
-	flows := staleUDP(p.prevUDP, rs.UDP)
-	p.prevUDP = rs.UDP
-	if len(flows) > 0 {
-		res.Flows = len(flows)
-		if err := p.cfg.Conntrack.ClearUDP(ctx, flows); err != nil {
-			// The rules are right; stale UDP flows expire by themselves
-			// (30-180 s). Worth a warning, not a resync.
-			log.Warn("svcproxy: clearing stale UDP conntrack entries", "flows", len(flows), "err", err)
-		}
-	}
+	res.Flows = p.udp.clearStale(ctx, p.cfg.Conntrack, rs.UDP, log)
 	log.Debug("svcproxy: synced", "full", res.Full, "written", res.Written, "deleted", res.Deleted, "udpFlows", res.Flows)
 	return res, nil
 }

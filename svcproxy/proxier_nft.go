@@ -19,7 +19,7 @@ type NFTProxier struct {
 	// Owned by Sync.
 	rd       *nftRenderer
 	applied  *NFTRuleset
-	prevUDP  []UDPPort
+	udp      udpTracker
 	needFull bool
 	// recreate: a full sync failed, so the next one replaces the table
 	// instead of rewriting it in place (the kernel refuses, for one, to
@@ -128,15 +128,7 @@ func (p *NFTProxier) Sync(ctx context.Context) (SyncResult, error) {
 		p.lastFull, p.lastCheck = now, now
 	}
 
-	// Rules first, then conntrack, as in Proxier.Sync.
-	flows := staleUDP(p.prevUDP, rs.UDP)
-	p.prevUDP = rs.UDP
-	if len(flows) > 0 {
-		res.Flows = len(flows)
-		if err := p.cfg.Conntrack.ClearUDP(ctx, flows); err != nil {
-			log.Warn("svcproxy: clearing stale UDP conntrack entries", "flows", len(flows), "err", err)
-		}
-	}
+	res.Flows = p.udp.clearStale(ctx, p.cfg.Conntrack, rs.UDP, log)
 	log.Debug("svcproxy: synced", "backend", "nftables", "full", res.Full, "written", res.Written, "deleted", res.Deleted,
 		"elements", res.Elements, "udpFlows", res.Flows)
 	return res, nil
@@ -293,7 +285,16 @@ func incrementalOps(prev, rs *NFTRuleset) []nftOp {
 			}
 		}
 	}
-	for name := range setIndex(append(slices.Clone(prev.sets), rs.sets...)) {
+	// The sets outside the Services' own: their names are in the static
+	// elements of one render or the other.
+	statics := make(map[string]bool, len(rs.static)+len(prev.static))
+	for name := range rs.static {
+		statics[name] = true
+	}
+	for name := range prev.static {
+		statics[name] = true
+	}
+	for name := range statics {
 		old, cur := prev.static[name], rs.static[name]
 		if len(old) == len(cur) && (len(old) == 0 || &old[0] == &cur[0]) {
 			continue // the dispatch maps: shared by every render

@@ -158,17 +158,66 @@ type fragment struct {
 
 // portFragment is what one Service port contributes.
 type portFragment struct {
-	owner    string // "ns/name:port"
-	cluster  portKey
-	bucket   byte
-	rules    []byte // SHOAL-SVC-<bucket> rules; nil without endpoints
-	reject   []byte // SHOAL-REJECT rule when there is no endpoint
-	local    []netip.Addr
+	portBase
+	rules    []byte   // SHOAL-SVC-<bucket> rules; nil without endpoints
+	reject   []byte   // SHOAL-REJECT rule when there is no endpoint
 	udp      *UDPPort // UDP ports only; NodePort filled in by assemble
 	node     portKey  // port 0: no NodePort
 	npBucket int32
 	npRules  []byte // SHOAL-NP-<npBucket> rules; nil when rejected
 	npReject []byte
+}
+
+// portBase is what both renderers derive first for one port of a
+// Service.
+type portBase struct {
+	owner   string // "ns/name:port", or "ns/name:N" for an unnamed port
+	cluster portKey
+	bucket  byte         // the ClusterIP's last byte
+	local   []netip.Addr // this node's endpoints
+}
+
+// newPortBase derives the portBase of port sp of s, whose endpoints for
+// that port are eps (from resolve).
+func newPortBase(s *Service, sp *ServicePort, eps []resolvedEndpoint) portBase {
+	owner := s.Key() + ":" + sp.Name
+	if sp.Name == "" {
+		owner = s.Key() + ":" + strconv.Itoa(int(sp.Port))
+	}
+	b := portBase{owner: owner, cluster: portKey{s.ClusterIP, sp.Protocol, sp.Port}, bucket: s.ClusterIP.As4()[3]}
+	for _, e := range eps {
+		if e.local {
+			b.local = append(b.local, e.ip)
+		}
+	}
+	return b
+}
+
+// clonedService is a copy of s that shares no slice with it, for a
+// fragment to keep.
+func clonedService(s *Service) Service {
+	c := *s
+	c.Ports = slices.Clone(s.Ports)
+	c.Endpoints = slices.Clone(s.Endpoints)
+	return c
+}
+
+// portClaims records which Service port holds each ClusterIP:port and
+// NodePort while a ruleset is assembled: the first claim wins.
+type portClaims map[portKey]string
+
+// claim gives k to owner if it is free, and otherwise returns the error
+// that says who holds it.
+func (c portClaims) claim(k portKey, owner string) error {
+	if prev, ok := c[k]; ok {
+		what := fmt.Sprintf("%s %s:%d", k.proto, k.ip, k.port)
+		if !k.ip.IsValid() {
+			what = fmt.Sprintf("%s nodePort %d", k.proto, k.port)
+		}
+		return fmt.Errorf("service %s: %s is already used by %s; port left out", owner, what, prev)
+	}
+	c[k] = owner
+	return nil
 }
 
 type portKey struct {
@@ -199,9 +248,8 @@ func renderCached[F any](services []Service, cache map[string]F, svcOf func(F) *
 	for _, err := range dups {
 		frags = append(frags, failed(err))
 	}
-	for _, i := range order {
-		s := &services[i]
-		key := s.Key()
+	for _, o := range order {
+		s, key := &services[o.i], o.key
 		f, ok := cache[key]
 		if !ok || !sameService(svcOf(f), s) {
 			f = render(s)
@@ -212,13 +260,20 @@ func renderCached[F any](services []Service, cache map[string]F, svcOf func(F) *
 	return frags, next
 }
 
-// renderOrder returns the indexes of services sorted by namespace and name,
-// and an error for each Service whose key an earlier one in the input
+// keyedIndex is the index of a Service in renderCached's input, with its
+// key.
+type keyedIndex struct {
+	i   int
+	key string
+}
+
+// renderOrder returns the indexes of services (with their keys) sorted by
+// namespace and name, and an error for each Service whose key an earlier one in the input
 // already has: that one is left out (both backends key their caches and
 // outputs by namespace/name, and "the first by namespace/name keeps a
 // contested port" needs the key to be unique).
-func renderOrder(services []Service) (order []int, dups []error) {
-	order = make([]int, 0, len(services))
+func renderOrder(services []Service) (order []keyedIndex, dups []error) {
+	order = make([]keyedIndex, 0, len(services))
 	seen := make(map[string]bool, len(services))
 	for i := range services {
 		key := services[i].Key()
@@ -227,10 +282,11 @@ func renderOrder(services []Service) (order []int, dups []error) {
 			continue
 		}
 		seen[key] = true
-		order = append(order, i)
+		order = append(order, keyedIndex{i, key})
 	}
-	slices.SortFunc(order, func(a, b int) int {
-		return cmp.Or(cmp.Compare(services[a].Namespace, services[b].Namespace), cmp.Compare(services[a].Name, services[b].Name))
+	slices.SortFunc(order, func(a, b keyedIndex) int {
+		sa, sb := &services[a.i], &services[b.i]
+		return cmp.Or(cmp.Compare(sa.Namespace, sb.Namespace), cmp.Compare(sa.Name, sb.Name))
 	})
 	return order, dups
 }
@@ -254,9 +310,7 @@ func sameService(a, b *Service) bool {
 
 // service renders one Service on its own.
 func (rd *renderer) service(s *Service) *fragment {
-	f := &fragment{svc: *s}
-	f.svc.Ports = slices.Clone(s.Ports)
-	f.svc.Endpoints = slices.Clone(s.Endpoints)
+	f := &fragment{svc: clonedService(s)}
 	if f.err = s.Validate(); f.err != nil || !s.ClusterIP.IsValid() {
 		return f // invalid, or headless (DNS only)
 	}
@@ -264,18 +318,9 @@ func (rd *renderer) service(s *Service) *fragment {
 	var match []byte
 	for pi := range s.Ports {
 		sp := &s.Ports[pi]
-		comment := s.Key() + ":" + sp.Name
-		if sp.Name == "" {
-			comment = s.Key() + ":" + strconv.Itoa(int(sp.Port))
-		}
-		bucket := s.ClusterIP.As4()[3]
-		pf := portFragment{owner: comment, cluster: portKey{s.ClusterIP, sp.Protocol, sp.Port}, bucket: bucket}
 		eps := resolve(s, sp, rd.cfg.NodeName)
-		for _, e := range eps {
-			if e.local {
-				pf.local = append(pf.local, e.ip)
-			}
-		}
+		pf := portFragment{portBase: newPortBase(s, sp, eps)}
+		comment, bucket := pf.owner, pf.bucket
 		proto := "tcp"
 		reject := "tcp-reset"
 		if sp.Protocol == UDP {
@@ -365,18 +410,13 @@ func (rd *renderer) service(s *Service) *fragment {
 // ClusterIP:port or NodePort) and concatenates the fragments into chains.
 func (rd *renderer) assemble(frags []*fragment) *Ruleset {
 	r := &Ruleset{NAT: newTable("nat"), Filter: newTable("filter")}
-	seen := make(map[portKey]string, len(frags))
+	claims := make(portClaims, len(frags))
 	claim := func(k portKey, owner string) bool {
-		if prev, ok := seen[k]; ok {
-			what := fmt.Sprintf("%s %s:%d", k.proto, k.ip, k.port)
-			if !k.ip.IsValid() {
-				what = fmt.Sprintf("%s nodePort %d", k.proto, k.port)
-			}
-			r.Errors = append(r.Errors, fmt.Errorf("service %s: %s is already used by %s; port left out", owner, what, prev))
-			return false
+		err := claims.claim(k, owner)
+		if err != nil {
+			r.Errors = append(r.Errors, err)
 		}
-		seen[k] = owner
-		return true
+		return err == nil
 	}
 	type use struct {
 		pf   *portFragment
