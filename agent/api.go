@@ -196,22 +196,32 @@ func (c *Client) Pods(ctx context.Context, namespace string) (PodList, error) {
 	return out, c.get(ctx, "/v1/pods", q, &out)
 }
 
-func (c *Client) get(ctx context.Context, path string, q url.Values, out any) error {
+// newRequest builds a GET of path with query q on the server (http://
+// unless it names a scheme), with the bearer token if there is one.
+func (c *Client) newRequest(ctx context.Context, path string, q url.Values) (*http.Request, error) {
 	base := c.Server
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
 	u, err := url.Parse(strings.TrimRight(base, "/") + path)
 	if err != nil {
-		return fmt.Errorf("server %q: %w", c.Server, err)
+		return nil, fmt.Errorf("server %q: %w", c.Server, err)
 	}
 	u.RawQuery = q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	return req, nil
+}
+
+func (c *Client) get(ctx context.Context, path string, q url.Values, out any) error {
+	req, err := c.newRequest(ctx, path, q)
+	if err != nil {
+		return err
 	}
 	hc := c.HTTP
 	if hc == nil {

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/shoal-dev/shoal/runtime"
-	"github.com/shoal-dev/shoal/state"
 )
 
 // The logs of a pod's container are on the node that runs it. GET
@@ -34,7 +33,7 @@ func (a *Agent) logsHandler(w http.ResponseWriter, r *http.Request) {
 		ns = "default"
 	}
 	v := a.store.Snapshot()
-	pod := podByName(v, ns, name)
+	pod := v.PodByName(ns, name)
 	if pod == nil {
 		http.Error(w, fmt.Sprintf("no pod %s/%s", ns, name), http.StatusNotFound)
 		return
@@ -98,24 +97,6 @@ func (a *Agent) logsHandler(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// podByName returns the pod of that name to show: the one that should run,
-// else the newest record.
-func podByName(v *state.Snapshot, ns, name string) *state.Pod {
-	var found *state.Pod
-	for _, p := range v.PodsInNamespace(ns) {
-		if p.Name != name {
-			continue
-		}
-		if p.Desired == state.DesiredRun {
-			return p
-		}
-		if found == nil || p.Created.After(found.Created) {
-			found = p
-		}
-	}
-	return found
-}
-
 // MisdirectedError says which node to ask instead.
 type MisdirectedError struct {
 	Message  string
@@ -128,10 +109,6 @@ func (e *MisdirectedError) Error() string { return e.Message }
 // ends. A pod on another node is a *MisdirectedError with that node's
 // address.
 func (c *Client) Logs(ctx context.Context, namespace, name, container string, follow bool, w io.Writer) error {
-	base := c.Server
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
 	q := url.Values{"namespace": {namespace}, "name": {name}}
 	if container != "" {
 		q.Set("container", container)
@@ -139,12 +116,9 @@ func (c *Client) Logs(ctx context.Context, namespace, name, container string, fo
 	if follow {
 		q.Set("follow", "true")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/v1/logs?"+q.Encode(), nil)
+	req, err := c.newRequest(ctx, "/v1/logs", q)
 	if err != nil {
 		return err
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	hc := c.HTTP
 	if hc == nil {

@@ -26,7 +26,7 @@ func TestLogsAPI(t *testing.T) {
 	all := c.live()
 	var pod *state.Pod
 	waitState(t, "pod a running", all, func(v *state.Snapshot) error {
-		pod = podByName(v, "default", "a")
+		pod = v.PodByName("default", "a")
 		if pod == nil || pod.Status.Phase != state.PhaseRunning {
 			return fmt.Errorf("pod a: %+v", pod)
 		}

@@ -190,15 +190,21 @@ func (c *Containerd) RefreshVolumes(ctx context.Context, key PodKey) ([]string, 
 		return nil, podErr(key, "refresh volumes", errors.New("the pod's volumes are not set up yet"))
 	}
 	byName := map[string]Volume{}
+	// The ..data target of each configMap and secret volume, read while
+	// the pod lock is held: only writeProjected below changes it.
+	dataLinks := map[string]string{}
 	var flat []string
 	for _, v := range r.Spec.Volumes {
 		byName[v.Name] = v
 		if v.ConfigMap == nil && v.Secret == nil {
 			continue
 		}
-		if _, err := os.Readlink(filepath.Join(c.volumeDir(key.UID, v.Name), "..data")); err != nil {
+		target, err := os.Readlink(filepath.Join(c.volumeDir(key.UID, v.Name), "..data"))
+		if err != nil {
 			flat = append(flat, v.Name)
+			continue
 		}
+		dataLinks[v.Name] = target
 	}
 	if len(flat) > 0 {
 		// Checked before anything is read: replacing a flat volume would not
@@ -217,11 +223,7 @@ func (c *Containerd) RefreshVolumes(ctx context.Context, key PodKey) ([]string, 
 	sort.Strings(names)
 	for _, name := range names {
 		dir := c.volumeDir(key.UID, name)
-		before, err := os.Readlink(filepath.Join(dir, "..data"))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("volume %s: %w", name, err))
-			continue
-		}
+		before := dataLinks[name]
 		if err := writeProjected(dir, byName[name].Secret != nil, files[name]); err != nil {
 			errs = append(errs, fmt.Errorf("volume %s: %w", name, err))
 			continue

@@ -378,7 +378,7 @@ func (v *Snapshot) Volume(namespace, claim string) *Volume {
 // namespace, or "" when none is recorded. With it *Snapshot implements
 // reconciler.VolumeSnapshot.
 func (v *Snapshot) VolumeNode(namespace, claim string) string {
-	if vol := must(first[Volume](v.tx, TableVolumes, indexIDName, namespace, claim)); vol != nil {
+	if vol := v.Volume(namespace, claim); vol != nil {
 		return vol.Node
 	}
 	return ""
