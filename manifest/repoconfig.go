@@ -40,9 +40,6 @@ type repoSettings struct {
 
 // readRepoConfig reads dir's ConfigFile, if there is one: a matcher for the files where plaintext
 // Secrets are allowed (nil when none are) and the nodes declared gone.
-//
-// Files are read from several goroutines at once: fsys must be safe for concurrent use, as
-// os.DirFS and fstest.MapFS are.
 func readRepoConfig(fsys fs.FS, dir string) (repoSettings, ErrorList) {
 	data, err := fs.ReadFile(fsys, path.Join(dir, ConfigFile))
 	if errors.Is(err, fs.ErrNotExist) {

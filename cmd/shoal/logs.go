@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -35,9 +34,6 @@ must be reachable: --status-addr on a non-loopback address, with the cluster key
 				return err
 			}
 			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
 			err = c.Logs(ctx, namespace, args[0], container, follow, cmd.OutOrStdout())
 			var mis *agent.MisdirectedError
 			if !errors.As(err, &mis) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -42,9 +41,6 @@ Up does not remember its --image and --agent-arg flags: give the same ones again
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
 			out := cmd.OutOrStdout()
 			o.Out = out
 			rec, err := localcluster.AddNode(ctx, dir, o)

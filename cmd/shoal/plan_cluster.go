@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shoal-dev/shoal/agent"
-	"github.com/shoal-dev/shoal/cluster"
 	"github.com/shoal-dev/shoal/gitsource"
 	"github.com/shoal-dev/shoal/manifest"
 	"github.com/shoal-dev/shoal/plan"
@@ -29,15 +28,7 @@ func (f *clusterFlags) register(cmd *cobra.Command) {
 }
 
 func (f *clusterFlags) client() (*agent.Client, error) {
-	c := &agent.Client{Server: f.addr}
-	if f.keyFile != "" {
-		key, err := cluster.LoadKeyFile(f.keyFile)
-		if err != nil {
-			return nil, err
-		}
-		c.Token = agent.StatusToken(key)
-	}
-	return c, nil
+	return (&serverFlags{server: f.addr, keyFile: f.keyFile}).client()
 }
 
 // dryRun reads the cluster and simulates head on it. A head that is invalid is not simulated:

@@ -58,9 +58,6 @@ line, so a stuck rollout says why.`,
 				return err
 			}
 			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			out := cmd.OutOrStdout()
