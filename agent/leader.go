@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/cluster"
+	"github.com/shoal-dev/shoal/reconciler"
 	"github.com/shoal-dev/shoal/scheduler"
 	"github.com/shoal-dev/shoal/state"
 )
@@ -219,10 +220,9 @@ func (a *Agent) scheduleStep(ctx context.Context, v *state.Snapshot) (time.Durat
 	if len(unplaced) == 0 {
 		return 0, nil
 	}
-	pods := make([]scheduler.Pod, len(unplaced))
+	pods := scheduler.PodsOf(unplaced)
 	byID := map[string]*state.Pod{}
-	for i, p := range unplaced {
-		pods[i] = scheduler.PodOf(p)
+	for _, p := range unplaced {
 		byID[p.UID] = p
 	}
 	alive := map[string]bool{}
@@ -376,17 +376,8 @@ func (p *HealthPlan) wake(d time.Duration) {
 	}
 }
 
-func chunks[T any](s []T) [][]T {
-	var out [][]T
-	for len(s) > batchSize {
-		out = append(out, s[:batchSize])
-		s = s[batchSize:]
-	}
-	if len(s) > 0 {
-		out = append(out, s)
-	}
-	return out
-}
+// chunks splits s into batches of at most batchSize items.
+func chunks[T any](s []T) [][]T { return reconciler.Batches(s, batchSize) }
 
 // goneNodes returns the nodes the pinned commit declares gone.
 func (a *Agent) goneNodes(ctx context.Context, v *state.Snapshot) ([]string, error) {

@@ -92,14 +92,7 @@ func RefreshedInPlace(rec *state.Pod, set *manifest.Set) bool {
 // replaces on a config change whatever that owner's spec says (a Deployment's, a ReplicaSet's).
 // The pod loop reads the pinned commit only when a pod here passes it.
 func mayRefreshInPlace(rec *state.Pod) bool {
-	if rec.ConfigHash == "" {
-		return true
-	}
-	switch rec.Owner.Kind {
-	case "Job", "CronJob", "StatefulSet", "DaemonSet":
-		return true
-	}
-	return false
+	return rec.ConfigHash == "" || reconciler.MayKeepPodOnConfigChange(rec.Owner.Kind)
 }
 
 // VolumeRefreshes returns the pinned commit and the pods held here whose ConfigMaps and Secrets

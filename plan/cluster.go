@@ -116,15 +116,6 @@ type Unfit struct {
 	Reason string
 }
 
-// PlacedPods is the number of pods placed on some node.
-func (p Placement) PlacedPods() int {
-	n := 0
-	for _, c := range p.Placed {
-		n += c.Pods
-	}
-	return n
-}
-
 // UnfitPods is the number of pods that would fit nowhere.
 func (p Placement) UnfitPods() int {
 	n := 0
@@ -267,11 +258,7 @@ func scheduleUnplaced(s *scheduler.Scheduler, v *state.Snapshot) scheduler.Resul
 	if len(unplaced) == 0 {
 		return scheduler.Result{}
 	}
-	pods := make([]scheduler.Pod, len(unplaced))
-	for i, p := range unplaced {
-		pods[i] = scheduler.PodOf(p)
-	}
-	return s.Schedule(scheduler.SnapshotOf(v, nil), pods)
+	return s.Schedule(scheduler.SnapshotOf(v, nil), scheduler.PodsOf(unplaced))
 }
 
 // workloadOf is the workload a pod belongs to: its owner, or the bare Pod itself.

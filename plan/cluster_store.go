@@ -56,9 +56,9 @@ func RebuildStore(nodes []*state.Node, pods []*state.Pod, running *state.Revisio
 	for i, p := range pods {
 		recs[i] = *p.Copy()
 	}
-	for i := 0; i < len(recs); i += reconciler.MaxBatch {
+	for _, b := range reconciler.Batches(recs, reconciler.MaxBatch) {
 		// No Time: each record keeps its own creation time.
-		if err := mustApply(s, &state.CreatePods{Pods: recs[i:min(i+reconciler.MaxBatch, len(recs))]}); err != nil {
+		if err := mustApply(s, &state.CreatePods{Pods: b}); err != nil {
 			return nil, err
 		}
 	}

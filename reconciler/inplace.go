@@ -21,19 +21,35 @@ func KeepsPodOnConfigChange(owner *manifest.Object, pod string) bool {
 	case *appsv1.DaemonSet:
 		return o.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType
 	case *appsv1.StatefulSet:
-		us := o.Spec.UpdateStrategy
-		if us.Type == appsv1.OnDeleteStatefulSetStrategyType {
+		if o.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
 			return true
 		}
-		if us.RollingUpdate == nil || us.RollingUpdate.Partition == nil {
-			return false
-		}
-		start := 0
-		if o.Spec.Ordinals != nil {
-			start = int(o.Spec.Ordinals.Start)
-		}
 		ord, ok := ordinalOf(owner.Key.Name, pod)
-		return ok && ord-start < int(*us.RollingUpdate.Partition)
+		return ok && belowPartition(&o.Spec, ord)
 	}
 	return false
+}
+
+// MayKeepPodOnConfigChange reports whether KeepsPodOnConfigChange can return true for a pod
+// whose owner is of kind: whether the pod's record alone leaves it possible.
+func MayKeepPodOnConfigChange(kind string) bool {
+	switch kind {
+	case "Job", "CronJob", "StatefulSet", "DaemonSet":
+		return true
+	}
+	return false
+}
+
+// belowPartition reports whether the StatefulSet pod at ordinal ord is below the set's
+// RollingUpdate partition, which counts from spec.ordinals.start. Without a partition, none is.
+func belowPartition(spec *appsv1.StatefulSetSpec, ord int) bool {
+	ru := spec.UpdateStrategy.RollingUpdate
+	if ru == nil || ru.Partition == nil {
+		return false
+	}
+	start := 0
+	if spec.Ordinals != nil {
+		start = int(spec.Ordinals.Start)
+	}
+	return ord-start < int(*ru.Partition)
 }

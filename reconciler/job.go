@@ -88,11 +88,7 @@ func (j *jobRun) classify() {
 		if j.start.IsZero() || p.Created.Before(j.start) {
 			j.start = p.Created
 		}
-		node := state.NodeStatus(0)
-		if p.NodeName != "" {
-			node = j.r.nodes[p.NodeName]
-		}
-		nodeDead := p.NodeName != "" && (node == 0 || node == state.NodeGone)
+		nodeDead := p.NodeName != "" && j.r.nodeGone(p.NodeName)
 		if p.Desired != state.DesiredRun {
 			if p.Status.Phase.Terminal() || p.NodeName == "" || nodeDead {
 				j.r.deleteRecord(p)
@@ -346,7 +342,7 @@ func (r *run) job(o *manifest.Object, job *batchv1.Job) {
 			continue
 		}
 		// A pod of an earlier run: the spec changed, that run is over.
-		if p.Status.Phase.Terminal() || p.NodeName == "" || r.nodes[p.NodeName] == 0 || r.nodes[p.NodeName] == state.NodeGone {
+		if p.Status.Phase.Terminal() || p.NodeName == "" || r.nodeGone(p.NodeName) {
 			r.deleteRecord(p)
 		} else if p.Desired == state.DesiredRun {
 			r.setDesired(p, state.DesiredDelete)

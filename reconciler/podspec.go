@@ -56,7 +56,7 @@ func (r *run) newRevision(o *manifest.Object, t *corev1.PodTemplateSpec, labelKe
 	config := r.configFor(o)
 	return &revision{hash: r.templateHash(o.Key.Namespace, t, config), commit: r.in.Commit,
 		template: t, labelKey: labelKey, namespace: o.Key.Namespace, config: config,
-		keep: o.Meta().GetAnnotations()[manifest.AnnotationPrune] == manifest.PruneDisabled}
+		keep: keepOnPrune(o)}
 }
 
 // extract fills in what pod records need from the template.

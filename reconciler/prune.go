@@ -86,5 +86,5 @@ func (r *run) keepOnRemoval(k manifest.Key) bool {
 		return false
 	}
 	o := r.in.Previous.Get(k)
-	return o != nil && o.Meta().GetAnnotations()[manifest.AnnotationPrune] == manifest.PruneDisabled
+	return o != nil && keepOnPrune(o)
 }

@@ -132,29 +132,39 @@ const MaxBatch = 1000
 // changes, creates and events, each split into batches of at most MaxBatch items.
 func (p *Plan) Commands() []state.Command {
 	var out []state.Command
-	for i := 0; i < len(p.Volumes); i += MaxBatch {
-		out = append(out, &state.RecordVolumes{Volumes: p.Volumes[i:min(i+MaxBatch, len(p.Volumes))]})
+	for _, b := range Batches(p.Volumes, MaxBatch) {
+		out = append(out, &state.RecordVolumes{Volumes: b})
 	}
-	for i := 0; i < len(p.UpdateVolumes); i += MaxBatch {
-		out = append(out, &state.RecordVolumes{Updates: p.UpdateVolumes[i:min(i+MaxBatch, len(p.UpdateVolumes))]})
+	for _, b := range Batches(p.UpdateVolumes, MaxBatch) {
+		out = append(out, &state.RecordVolumes{Updates: b})
 	}
-	for i := 0; i < len(p.ForgetVolumes); i += MaxBatch {
-		out = append(out, &state.RemoveVolumes{Volumes: p.ForgetVolumes[i:min(i+MaxBatch, len(p.ForgetVolumes))]})
+	for _, b := range Batches(p.ForgetVolumes, MaxBatch) {
+		out = append(out, &state.RemoveVolumes{Volumes: b})
 	}
-	for i := 0; i < len(p.Delete); i += MaxBatch {
-		out = append(out, &state.DeletePods{UIDs: p.Delete[i:min(i+MaxBatch, len(p.Delete))]})
+	for _, b := range Batches(p.Delete, MaxBatch) {
+		out = append(out, &state.DeletePods{UIDs: b})
 	}
-	for i := 0; i < len(p.DeleteVolumes); i += MaxBatch {
-		out = append(out, &state.DeleteVolumes{Volumes: p.DeleteVolumes[i:min(i+MaxBatch, len(p.DeleteVolumes))], Time: p.Now})
+	for _, b := range Batches(p.DeleteVolumes, MaxBatch) {
+		out = append(out, &state.DeleteVolumes{Volumes: b, Time: p.Now})
 	}
-	for i := 0; i < len(p.Desired); i += MaxBatch {
-		out = append(out, &state.SetPodsDesired{Changes: p.Desired[i:min(i+MaxBatch, len(p.Desired))]})
+	for _, b := range Batches(p.Desired, MaxBatch) {
+		out = append(out, &state.SetPodsDesired{Changes: b})
 	}
-	for i := 0; i < len(p.Create); i += MaxBatch {
-		out = append(out, &state.CreatePods{Pods: p.Create[i:min(i+MaxBatch, len(p.Create))], Time: p.Now})
+	for _, b := range Batches(p.Create, MaxBatch) {
+		out = append(out, &state.CreatePods{Pods: b, Time: p.Now})
 	}
-	for i := 0; i < len(p.Events); i += MaxBatch {
-		out = append(out, &state.AppendEvents{Events: p.Events[i:min(i+MaxBatch, len(p.Events))]})
+	for _, b := range Batches(p.Events, MaxBatch) {
+		out = append(out, &state.AppendEvents{Events: b})
+	}
+	return out
+}
+
+// Batches splits xs into consecutive batches of at most n items (n > 0), in order; it returns
+// nil for an empty xs. The batches share xs's backing array.
+func Batches[T any](xs []T, n int) [][]T {
+	var out [][]T
+	for i := 0; i < len(xs); i += n {
+		out = append(out, xs[i:min(i+n, len(xs))])
 	}
 	return out
 }
@@ -228,6 +238,12 @@ func nodeStatuses(nodes []*state.Node) map[string]state.NodeStatus {
 		m[n.Name] = n.Status
 	}
 	return m
+}
+
+// nodeGone reports whether the node named name is gone: declared gone, or without a record.
+func (r *run) nodeGone(name string) bool {
+	st := r.nodes[name]
+	return st == 0 || st == state.NodeGone
 }
 
 // wake lowers NextAt to t when t is after now.
@@ -326,11 +342,7 @@ const (
 // housekeep decides the fate of a pod record that a controller replaces freely (Deployment
 // pods: their names are never reused). A record is removed once nothing can be running it.
 func (r *run) housekeep(p *state.Pod) podFate {
-	node := state.NodeStatus(0)
-	if p.NodeName != "" {
-		node = r.nodes[p.NodeName] // 0 when the node record is gone
-	}
-	nodeDead := p.NodeName != "" && (node == 0 || node == state.NodeGone)
+	nodeDead := p.NodeName != "" && r.nodeGone(p.NodeName)
 	switch {
 	case p.Status.Phase.Terminal(), p.NodeName == "" && p.Desired != state.DesiredRun, nodeDead:
 		r.deleteRecord(p)

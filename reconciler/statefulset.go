@@ -46,12 +46,11 @@ type sts struct {
 	slots     []slot // ordinals start..start+replicas-1
 	condemned []slot // ordinals out of range, highest first
 	parallel  bool
-	keep      bool // shoal.dev/prune: disabled, recorded on the set's volumes
 }
 
 func (r *run) statefulSet(o *manifest.Object, s *appsv1.StatefulSet) {
 	x := &sts{r: r, key: o.Key, spec: &s.Spec, replicas: int(ptrOr(s.Spec.Replicas, 1)),
-		parallel: s.Spec.PodManagementPolicy == appsv1.ParallelPodManagement, keep: keepOnPrune(o)}
+		parallel: s.Spec.PodManagementPolicy == appsv1.ParallelPodManagement}
 	if s.Spec.Ordinals != nil {
 		x.start = int(s.Spec.Ordinals.Start)
 	}
@@ -100,16 +99,11 @@ func ordinalOf(set, pod string) (int, bool) {
 // was never bound, its node reported it terminated, or its node is gone. A pod lost with an
 // unreachable node keeps its record, and so its name, until the node is declared gone.
 func (r *run) statefulFate(p *state.Pod) podFate {
-	node := state.NodeStatus(0)
-	if p.NodeName != "" {
-		node = r.nodes[p.NodeName]
-	}
-	nodeDead := p.NodeName != "" && (node == 0 || node == state.NodeGone)
+	nodeDead := p.NodeName != "" && r.nodeGone(p.NodeName)
 	// An unplaced pod pinned to a gone node (its claims' volumes were there) can never be
 	// placed; nothing runs it, and its volumes are forgotten with the node: it is created
 	// again, placed anywhere.
-	pin := r.nodes[p.Spec.PinnedNode]
-	pinDead := p.NodeName == "" && p.Spec.PinnedNode != "" && (pin == 0 || pin == state.NodeGone)
+	pinDead := p.NodeName == "" && p.Spec.PinnedNode != "" && r.nodeGone(p.Spec.PinnedNode)
 	switch {
 	case p.NodeName == "" && p.Desired != state.DesiredRun,
 		nodeDead, pinDead,
@@ -151,7 +145,7 @@ func (x *sts) partition() int {
 // partition run, rebuilt from one of their records, which carry the commit holding its
 // template); otherwise the update revision.
 func (x *sts) revisionFor(ord int) *revision {
-	if x.spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType || ord-x.start >= x.partition() {
+	if x.spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType || !belowPartition(x.spec, ord) {
 		return x.update
 	}
 	count := map[string]int{}

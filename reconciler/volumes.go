@@ -3,6 +3,7 @@ package reconciler
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 
@@ -73,7 +74,7 @@ func (r *run) loadVolumes() {
 			o := ownerKey{v.Namespace, v.Owner}
 			r.vols.byOwner[o] = append(r.vols.byOwner[o], v)
 		}
-		if st := r.nodes[v.Node]; st != 0 && st != state.NodeGone {
+		if !r.nodeGone(v.Node) {
 			continue
 		}
 		r.vols.forgot[k] = true
@@ -118,6 +119,15 @@ func keepOnPrune(o *manifest.Object) bool {
 	return o.Meta().GetAnnotations()[manifest.AnnotationPrune] == manifest.PruneDisabled
 }
 
+// startedOrNow is the creation time of the volume records of a pod's claims: the pod's start
+// if known, else now.
+func (r *run) startedOrNow(p *state.Pod) time.Time {
+	if !p.Status.StartTime.IsZero() {
+		return p.Status.StartTime
+	}
+	return r.in.Now
+}
+
 // retention is a StatefulSet's claim retention policy as the store records it.
 func retention(s *appsv1.StatefulSetSpec) (whenDeleted, whenScaled state.Retention) {
 	whenDeleted, whenScaled = state.Retain, state.Retain
@@ -145,18 +155,15 @@ func (x *sts) noteVolumes(p *state.Pod) {
 	if p.NodeName == "" {
 		return
 	}
-	if st := x.r.nodes[p.NodeName]; st == 0 || st == state.NodeGone {
+	if x.r.nodeGone(p.NodeName) {
 		return // the store would reject it, or forget it: the volume went with the node
 	}
-	created := p.Status.StartTime
-	if created.IsZero() {
-		created = x.r.in.Now
-	}
+	created := x.r.startedOrNow(p)
 	whenDeleted, whenScaled := retention(x.spec)
 	for _, t := range x.spec.VolumeClaimTemplates {
 		claim := ClaimName(t.Name, p.Name)
 		rec := state.Volume{Namespace: x.key.Namespace, Claim: claim, Node: p.NodeName, Created: created,
-			Owner: x.key.Name, Pod: p.Name, WhenDeleted: whenDeleted, WhenScaled: whenScaled, Keep: x.keep}
+			Owner: x.key.Name, Pod: p.Name, WhenDeleted: whenDeleted, WhenScaled: whenScaled, Keep: x.update.keep}
 		if n := x.r.volumeNode(x.key.Namespace, claim); n != "" {
 			if v := x.r.volume(x.key.Namespace, claim); v != nil && v.Owner == "" && v.Node == p.NodeName && v.Deleting.IsZero() {
 				rec.Created = v.Created
@@ -177,13 +184,10 @@ func (r *run) noteOrphanVolumes(p *state.Pod) {
 	if p.NodeName == "" || len(p.Spec.FreshClaims) == 0 {
 		return
 	}
-	if st := r.nodes[p.NodeName]; st == 0 || st == state.NodeGone {
+	if r.nodeGone(p.NodeName) {
 		return
 	}
-	created := p.Status.StartTime
-	if created.IsZero() {
-		created = r.in.Now
-	}
+	created := r.startedOrNow(p)
 	for _, claim := range p.Spec.FreshClaims {
 		if r.volumeNode(p.Namespace, claim) != "" {
 			continue
@@ -229,9 +233,9 @@ func (x *sts) retainVolumes() {
 		if x.r.vols.forgot[volumeKey{v.Namespace, v.Claim}] || !v.Deleting.IsZero() {
 			continue
 		}
-		if v.WhenDeleted != whenDeleted || v.WhenScaled != whenScaled || v.Keep != x.keep {
+		if v.WhenDeleted != whenDeleted || v.WhenScaled != whenScaled || v.Keep != x.update.keep {
 			x.r.plan.UpdateVolumes = append(x.r.plan.UpdateVolumes, state.Volume{Namespace: v.Namespace, Claim: v.Claim, Node: v.Node,
-				Created: v.Created, Owner: v.Owner, Pod: v.Pod, WhenDeleted: whenDeleted, WhenScaled: whenScaled, Keep: x.keep})
+				Created: v.Created, Owner: v.Owner, Pod: v.Pod, WhenDeleted: whenDeleted, WhenScaled: whenScaled, Keep: x.update.keep})
 		}
 		if !whenScaled.Deletes() {
 			continue

@@ -34,6 +34,15 @@ func SnapshotOf(v *state.Snapshot, alive func(node string) bool) StaticSnapshot 
 	return snap
 }
 
+// PodsOf is the scheduler's view of pod records, in order.
+func PodsOf(ps []*state.Pod) []Pod {
+	out := make([]Pod, len(ps))
+	for i, p := range ps {
+		out[i] = PodOf(p)
+	}
+	return out
+}
+
 // PodOf is the scheduler's view of a pod record.
 func PodOf(p *state.Pod) Pod {
 	sp := Pod{
