@@ -85,27 +85,19 @@ func AddNode(ctx context.Context, dir string, opts NodeOptions) (rec *Record, re
 			}
 		}
 	}
-	base := subnet.Addr().As4()
-	if int(base[3])+10+i > 254 {
+	addr, ok := nodeAddr(subnet, i)
+	if !ok {
 		return nil, fmt.Errorf("subnet %s has no room for node %d", subnet, i)
 	}
-	a := base
-	a[3] += byte(10 + i)
-	addr := netip.AddrFrom4(a)
 	if len(rec.Name)+len(fmt.Sprintf("-v%dp", i)) > 15 {
 		return nil, fmt.Errorf("node %d: link name %s-v%dp is longer than 15 characters", i, rec.Name, i)
 	}
-	name := fmt.Sprintf("node%d", i)
-	nodeDir := filepath.Join(dir, name)
-	if n := len(runtime.SocketPath(filepath.Join(nodeDir, "ctd"))); n > 107 {
+	nr := newNodeRecord(rec.Name, dir, i, addr)
+	name := nr.Name
+	if n := len(runtime.SocketPath(nr.ContainerdDir)); n > 107 {
 		return nil, fmt.Errorf("dir %s: too long for containerd's socket path (%d bytes over 107)", dir, n-107)
 	}
-	rec.Nodes = append(rec.Nodes, NodeRecord{
-		Name: name, NetNS: rec.Name + "-" + name, HostVeth: fmt.Sprintf("%s-v%d", rec.Name, i),
-		Addr: addr.String(), DataDir: filepath.Join(nodeDir, "data"), ContainerdDir: filepath.Join(nodeDir, "ctd"),
-		StatusAddr: netip.AddrPortFrom(addr, 7949).String(),
-		ConfigFile: filepath.Join(nodeDir, "agent.yaml"), LogFile: filepath.Join(nodeDir, "agent.log"),
-	})
+	rec.Nodes = append(rec.Nodes, nr)
 	n := &rec.Nodes[len(rec.Nodes)-1]
 	if err := rec.save(); err != nil {
 		return nil, err

@@ -41,36 +41,7 @@ func BenchmarkRecovery(b *testing.B) {
 // upBench starts the benchmark's cluster and takes it down at the end.
 func upBench(b *testing.B, repo, image string) *Record {
 	b.Helper()
-	dir, err := os.MkdirTemp("", "shoal-bench-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	var log strings.Builder
-	rec, err := Up(ctx, Options{Dir: filepath.Join(dir, "c"), Name: testName("fbch"), Nodes: 3, Repo: repo,
-		Subnet: testSubnet, Images: []string{image}, Binary: shoalBinary(b), Out: &log})
-	if err != nil {
-		os.RemoveAll(dir)
-		b.Fatalf("up: %v\n%s", err, log.String())
-	}
-	b.Cleanup(func() {
-		if b.Failed() {
-			for _, n := range rec.Nodes {
-				b.Logf("the end of %s:\n%s", n.LogFile, tail(n.LogFile, 40))
-			}
-		}
-		if err := Down(ctx, rec.Dir, nil); err != nil {
-			b.Errorf("down: %v", err)
-		}
-		assertGone(b, rec)
-		os.RemoveAll(dir)
-	})
-	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	if err := rec.Wait(wctx, &log); err != nil {
-		b.Fatalf("wait: %v\n%s", err, log.String())
-	}
-	return rec
+	return upWith(b, Options{Name: "fbch", Nodes: 3, Repo: repo, Images: []string{image}}, 40)
 }
 
 // steady waits until every node is Ready, every agent alive, commit (if

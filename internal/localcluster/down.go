@@ -203,10 +203,11 @@ func reapShims(ctx context.Context, sock string) int {
 	killed := 0
 	var sockets []string
 	for _, pid := range shimsOf(sock) {
-		if id := shimContainerID(pid); id != "" {
+		args := shimArgs(pid)
+		if id := shimContainerID(args); id != "" {
 			killCgroup(runtimeCgroupParent + "/" + id)
 		}
-		sockets = append(sockets, shimSocket(pid))
+		sockets = append(sockets, shimSocket(args))
 		if syscall.Kill(pid, syscall.SIGKILL) == nil {
 			killed++
 		}
@@ -219,17 +220,22 @@ func reapShims(ctx context.Context, sock string) int {
 // agent's containerd namespace, shoal unless configured otherwise.
 const runtimeCgroupParent = "shoal"
 
-// shimContainerID reads the container ID from a shim's command line
-// ("-id ID").
-func shimContainerID(pid int) string { return shimArg(pid, "-id") }
+// shimContainerID is the container ID from a shim's command line
+// ("-id ID"), as shimArgs reads it.
+func shimContainerID(args []string) string { return argOf(args, "-id") }
 
-// shimArg reads the value of a flag from a shim's command line.
-func shimArg(pid int, flag string) string {
+// shimArgs reads a process's command line, split into its arguments; nil
+// if it cannot be read (the process is gone).
+func shimArgs(pid int) []string {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	if err != nil {
-		return ""
+		return nil
 	}
-	args := strings.Split(string(b), "\x00")
+	return strings.Split(string(b), "\x00")
+}
+
+// argOf is the value of a flag in a command line ("FLAG VALUE"), or "".
+func argOf(args []string, flag string) string {
 	for i, a := range args {
 		if a == flag && i+1 < len(args) {
 			return args[i+1]
@@ -242,12 +248,13 @@ func shimArg(pid int, flag string) string {
 // the daemon's own state directory.
 const shimSocketDir = "/run/containerd/s"
 
-// shimSocket returns the path of a shim's socket, from its command line:
-// shims name it by the SHA-256 of the daemon's address, the namespace and
-// the container ID joined as a path. A shim that exits removes it; one
-// killed leaves it for ever, as /run is only cleared when a machine boots.
-func shimSocket(pid int) string {
-	ns, id, addr := shimArg(pid, "-namespace"), shimArg(pid, "-id"), shimArg(pid, "-address")
+// shimSocket returns the path of a shim's socket, from its command line
+// (as shimArgs reads it): shims name it by the SHA-256 of the daemon's
+// address, the namespace and the container ID joined as a path. A shim
+// that exits removes it; one killed leaves it for ever, as /run is only
+// cleared when a machine boots.
+func shimSocket(args []string) string {
+	ns, id, addr := argOf(args, "-namespace"), shimContainerID(args), argOf(args, "-address")
 	if ns == "" || id == "" || addr == "" {
 		return ""
 	}

@@ -90,41 +90,16 @@ spec:
 // faults a test left behind.
 func upFaults(t *testing.T, o Options) *Record {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "shoal-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var log bytes.Buffer
-	ctx := context.Background()
-	o.Dir, o.Name, o.Subnet, o.Binary, o.Out = filepath.Join(dir, "c"), testName(o.Name), testSubnet, shoalBinary(t), &log
-	rec, err := Up(ctx, o)
-	if err != nil {
-		os.RemoveAll(dir)
-		t.Fatalf("up: %v\n%s", err, log.String())
-	}
+	rec := upWith(t, o, 60)
+	// Registered after upWith's, so it runs before its Down: a node left
+	// partitioned would make its agent's graceful leave wait out the stop
+	// grace; Down copes, but slowly. A killed node is left as it is: Down
+	// restarts its containerd to clean up.
 	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range rec.Nodes {
-				t.Logf("the end of %s:\n%s", n.LogFile, tail(n.LogFile, 60))
-			}
-		}
-		// A node left partitioned would make its agent's graceful leave
-		// wait out the stop grace; Down copes, but slowly. A killed node
-		// is left as it is: Down restarts its containerd to clean up.
 		for _, n := range rec.Nodes {
-			_ = rec.Heal(ctx, n.Name) // not partitioned: no rule to delete
+			_ = rec.Heal(context.Background(), n.Name) // not partitioned: no rule to delete
 		}
-		if err := Down(ctx, rec.Dir, io.Discard); err != nil {
-			t.Errorf("down: %v", err)
-		}
-		assertGone(t, rec)
-		os.RemoveAll(dir)
 	})
-	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	if err := rec.Wait(wctx, &log); err != nil {
-		t.Fatalf("wait: %v\n%s", err, log.String())
-	}
 	return rec
 }
 
@@ -564,7 +539,7 @@ func TestFaultsPartitionLeaderNode(t *testing.T) {
 	}
 	var sockets []string
 	for _, pid := range shimsOf(runtime.SocketPath(deadNode.ContainerdDir)) {
-		sock := shimSocket(pid)
+		sock := shimSocket(shimArgs(pid))
 		if _, err := os.Stat(sock); err != nil {
 			t.Fatalf("shim %d's socket is not where shimSocket says: %v", pid, err)
 		}

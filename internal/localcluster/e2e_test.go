@@ -154,6 +154,18 @@ func upForTest(t testing.TB, name string, nodes int, repo string, images []strin
 // upForTestWith is upForTest with extra `shoal agent` flags for every node.
 func upForTestWith(t testing.TB, name string, nodes int, repo string, images []string, agentArgs ...string) *Record {
 	t.Helper()
+	return upWith(t, Options{Name: name, Nodes: nodes, Repo: repo, Images: images, AgentArgs: agentArgs}, 40)
+}
+
+// upWith starts a cluster with o and waits until it runs its commit; at
+// the end of the test it takes it down, checking that nothing is left.
+// Dir, Subnet, Binary and Out are the test's own; Name is made unique to
+// the test process (testName). A failed test shows the last logLines
+// lines of every agent's log. The other up helpers all come here, so
+// they cannot drift apart; one that must undo more before Down registers
+// that with t.Cleanup after upWith returns (cleanups run last first).
+func upWith(t testing.TB, o Options, logLines int) *Record {
+	t.Helper()
 	bin := shoalBinary(t) // before anything is made: it may fail the test
 	dir, err := os.MkdirTemp("", "shoal-e2e-")
 	if err != nil {
@@ -161,10 +173,8 @@ func upForTestWith(t testing.TB, name string, nodes int, repo string, images []s
 	}
 	var log bytes.Buffer
 	ctx := context.Background()
-	rec, err := Up(ctx, Options{
-		Dir: filepath.Join(dir, "c"), Name: testName(name), Nodes: nodes, Repo: repo,
-		Subnet: testSubnet, Images: images, Binary: bin, Out: &log, AgentArgs: agentArgs,
-	})
+	o.Dir, o.Name, o.Subnet, o.Binary, o.Out = filepath.Join(dir, "c"), testName(o.Name), testSubnet, bin, &log
+	rec, err := Up(ctx, o)
 	if err != nil {
 		os.RemoveAll(dir)
 		t.Fatalf("up: %v\n%s", err, log.String())
@@ -172,7 +182,7 @@ func upForTestWith(t testing.TB, name string, nodes int, repo string, images []s
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, n := range rec.Nodes {
-				t.Logf("the end of %s:\n%s", n.LogFile, tail(n.LogFile, 40))
+				t.Logf("the end of %s:\n%s", n.LogFile, tail(n.LogFile, logLines))
 			}
 		}
 		if err := Down(context.Background(), rec.Dir, io.Discard); err != nil {

@@ -73,35 +73,7 @@ spec:
 // name is made unique to the test process (testName).
 func upWorkloads(t *testing.T, o Options) *Record {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "shoal-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var log bytes.Buffer
-	o.Dir, o.Name, o.Subnet, o.Binary, o.Out = filepath.Join(dir, "c"), testName(o.Name), testSubnet, shoalBinary(t), &log
-	rec, err := Up(context.Background(), o)
-	if err != nil {
-		os.RemoveAll(dir)
-		t.Fatalf("up: %v\n%s", err, log.String())
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range rec.Nodes {
-				t.Logf("the end of %s:\n%s", n.LogFile, tail(n.LogFile, 40))
-			}
-		}
-		if err := Down(context.Background(), rec.Dir, io.Discard); err != nil {
-			t.Errorf("down: %v", err)
-		}
-		assertGone(t, rec)
-		os.RemoveAll(dir)
-	})
-	wctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	if err := rec.Wait(wctx, &log); err != nil {
-		t.Fatalf("wait: %v\n%s", err, log.String())
-	}
-	return rec
+	return upWith(t, o, 40)
 }
 
 // allPods returns every pod record of a namespace, finished ones too.

@@ -67,7 +67,7 @@ func (r *Record) KillNode(name string) error {
 	}
 	var sockets []string
 	for _, pid := range shims {
-		sockets = append(sockets, shimSocket(pid))
+		sockets = append(sockets, shimSocket(shimArgs(pid)))
 		if err := killWait(pid, "containerd-shim"); err != nil {
 			errs = append(errs, fmt.Errorf("shim: %w", err))
 		}

@@ -197,28 +197,18 @@ func Up(ctx context.Context, opts Options) (rec *Record, retErr error) {
 	}
 	fmt.Fprintf(o.Out, "network   bridge %s, host %s\n", rec.Bridge, host)
 
-	base := o.Subnet.Addr().As4()
 	for i := 1; i <= o.Nodes; i++ {
-		name := fmt.Sprintf("node%d", i)
-		a := base
-		a[3] += byte(10 + i)
-		if int(base[3])+10+i > 254 {
+		addr, ok := nodeAddr(o.Subnet, i)
+		if !ok {
 			return rec, fmt.Errorf("subnet %s has no room for %d nodes", o.Subnet, o.Nodes)
 		}
-		addr := netip.AddrFrom4(a)
-		nodeDir := filepath.Join(o.Dir, name)
-		n := NodeRecord{
-			Name: name, NetNS: o.Name + "-" + name, HostVeth: fmt.Sprintf("%s-v%d", o.Name, i),
-			Addr: addr.String(), DataDir: filepath.Join(nodeDir, "data"), ContainerdDir: filepath.Join(nodeDir, "ctd"),
-			StatusAddr: netip.AddrPortFrom(addr, 7949).String(),
-			ConfigFile: filepath.Join(nodeDir, "agent.yaml"), LogFile: filepath.Join(nodeDir, "agent.log"),
-		}
+		n := newNodeRecord(o.Name, o.Dir, i, addr)
 		rec.Nodes = append(rec.Nodes, n)
 		if err := rec.save(); err != nil {
 			return rec, err
 		}
 		if err := createNode(ctx, rec.Bridge, n.NetNS, n.HostVeth, netip.PrefixFrom(addr, o.Subnet.Bits()), host.Addr()); err != nil {
-			return rec, fmt.Errorf("node %s: %w", name, err)
+			return rec, fmt.Errorf("node %s: %w", n.Name, err)
 		}
 	}
 	fmt.Fprintf(o.Out, "nodes     %d network namespaces, %s-node1 ... at %s ...\n", o.Nodes, o.Name, rec.Nodes[0].Addr)
@@ -264,6 +254,31 @@ func Up(ctx context.Context, opts Options) (rec *Record, retErr error) {
 	}
 	fmt.Fprintf(o.Out, "agents    %d started, following %s\n", o.Nodes, rec.Repo)
 	return rec, nil
+}
+
+// nodeAddr is node i's address in subnet: the subnet's address plus 10+i.
+// ok is false if that would pass .254.
+func nodeAddr(subnet netip.Prefix, i int) (addr netip.Addr, ok bool) {
+	a := subnet.Addr().As4()
+	if int(a[3])+10+i > 254 {
+		return netip.Addr{}, false
+	}
+	a[3] += byte(10 + i)
+	return netip.AddrFrom4(a), true
+}
+
+// newNodeRecord is the record of node i of the cluster called cluster in
+// dir, at addr: its name, namespace, link and files follow i. Up and
+// AddNode both make their nodes with it, so the two cannot drift apart.
+func newNodeRecord(cluster, dir string, i int, addr netip.Addr) NodeRecord {
+	name := fmt.Sprintf("node%d", i)
+	nodeDir := filepath.Join(dir, name)
+	return NodeRecord{
+		Name: name, NetNS: cluster + "-" + name, HostVeth: fmt.Sprintf("%s-v%d", cluster, i),
+		Addr: addr.String(), DataDir: filepath.Join(nodeDir, "data"), ContainerdDir: filepath.Join(nodeDir, "ctd"),
+		StatusAddr: netip.AddrPortFrom(addr, 7949).String(),
+		ConfigFile: filepath.Join(nodeDir, "agent.yaml"), LogFile: filepath.Join(nodeDir, "agent.log"),
+	}
 }
 
 // writeKey makes a random 32-byte cluster key, readable by root only.

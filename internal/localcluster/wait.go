@@ -107,13 +107,15 @@ func (r *Record) Observe(ctx context.Context, c *agent.Client) (Progress, error)
 		}
 		p.Services++
 		serving := true
+	ports:
 		for _, port := range s.Ports {
 			if port.NodePort == 0 || port.Protocol != "TCP" {
 				continue
 			}
 			for _, n := range r.Nodes { // every node programs every Service
 				if !accepts(ctx, net.JoinHostPort(n.Addr, strconv.Itoa(int(port.NodePort)))) {
-					serving = false
+					serving = false // one refusal decides it: dial no more
+					break ports
 				}
 			}
 		}
